@@ -1,0 +1,40 @@
+# guardphone: `make demo` runs the main job on the local lab, `make test` runs every test.
+# Both install what is missing first (Debian packages, then .venv from requirements/lock.txt).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: help deps demo test lint format typecheck unit schema lock clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install Debian packages and build .venv (only what is missing)
+	@scripts/deps.sh
+
+demo: deps ## start the lab; alice registers over mTLS and calls bob; print what protected it
+	@scripts/demo.sh
+
+test: deps ## lint, type-check and run the whole test suite (real Kamailio, Secret Service)
+	@scripts/test.sh
+
+lint: deps ## ruff lint and format check
+	@$(VENV)/ruff check . && $(VENV)/ruff format --check .
+
+format: deps ## apply ruff's formatting and safe fixes
+	@$(VENV)/ruff format . && $(VENV)/ruff check --fix .
+
+typecheck: deps ## mypy (strict on agent/ and tunnel/)
+	@$(VENV)/mypy
+
+unit: deps ## only the unit tests (no services)
+	@$(VENV)/pytest -q tests/unit
+
+schema: deps ## regenerate schemas/agent-config.schema.json from agent/config.py
+	@$(VENV)/python -m agent.schema_export > schemas/agent-config.schema.json
+
+lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
+	@scripts/lock.sh
+
+clean: ## remove the venv and caches
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

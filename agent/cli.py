@@ -1,0 +1,283 @@
+"""`guardphone`: the headless command line that scripts, tests and benchmarks drive.
+
+Exit codes: 0 done, 1 refused or failed (the reason is printed), 2 bad usage or config.
+With --json, stdout carries one JSON object per line and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import importlib.util
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from agent import config as config_mod
+from agent import credentials, keystore
+from agent.service import Emit, Refused, Softphone, human
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT: leave the loop and shut down cleanly."""
+
+
+def _emitter(as_json: bool) -> Emit:
+    def emit(state: dict[str, Any]) -> None:
+        line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), **state}
+        print(json.dumps(line) if as_json else human(line), flush=True)
+
+    return emit
+
+
+def _softphone(args: argparse.Namespace, emit: Emit) -> Softphone:
+    from agent.phone import Pjsua2Engine  # pjsua2 loads only for commands that use it
+
+    cfg = config_mod.load(args.config)
+    return Softphone(cfg, keystore.OsKeychain(), Pjsua2Engine(), emit)
+
+
+def _run(args: argparse.Namespace, body: Callable[[Softphone], int]) -> int:
+    emit = _emitter(args.json)
+    phone: Softphone | None = None
+    try:
+        phone = _softphone(args, emit)
+        phone.start()
+        return body(phone)
+    except Refused as exc:
+        emit({"state": "refused", **exc.reason.as_dict()})
+        return EXIT_REFUSED
+    except keystore.KeychainError as exc:
+        emit({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})
+        return EXIT_REFUSED
+    except _Stop:
+        return EXIT_OK
+    finally:
+        if phone is not None:
+            phone.stop()
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    def body(phone: Softphone) -> int:
+        while not args.once:
+            phone.pump()
+            if not phone.registered and phone.failure is not None:
+                return EXIT_REFUSED
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    def body(phone: Softphone) -> int:
+        record = phone.call(args.uri)
+        hung_up = False
+        while not record.ended:
+            phone.pump(0.2 if args.hangup_after is not None else 1.0)
+            if (
+                args.hangup_after is not None
+                and record.established_at is not None
+                and not hung_up
+                and time.monotonic() - record.established_at >= args.hangup_after
+            ):
+                phone.hangup(record.call_id)
+                hung_up = True
+        return EXIT_OK if record.established_at is not None else EXIT_REFUSED
+
+    return _run(args, body)
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    def body(phone: Softphone) -> int:
+        phone.auto_answer()
+        while args.count is None or len(phone.finished_calls) < args.count:
+            phone.pump()
+        established = [c for c in phone.finished_calls if c.established_at is not None]
+        return EXIT_OK if len(established) == len(phone.finished_calls) else EXIT_REFUSED
+
+    return _run(args, body)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """What the agent would do, checked locally (nothing is sent)."""
+    cfg = config_mod.load(args.config)
+    report: dict[str, Any] = {
+        "account": cfg.account_id,
+        "sbc": f"{cfg.sbc.host}:{cfg.sbc.port}",
+        "bind_address": str(cfg.bind_address),
+        "srtp": "mandatory",
+    }
+    try:
+        store = keystore.OsKeychain()
+        report["keychain"] = store.backend_name
+        phone = Softphone(cfg, store, _NoEngine(), lambda _s: None)
+        material = phone.prepare()
+        summary = credentials.summarize(material.cert_pem)
+        report["device_certificate"] = {
+            "subject": summary.subject_cn,
+            "issuer": summary.issuer_cn,
+            "expires": summary.not_after.isoformat(),
+            "serial": summary.serial,
+        }
+        report["state"] = "ready"
+    except Refused as exc:
+        report.update({"state": "refused", **exc.reason.as_dict()})
+    except keystore.KeychainError as exc:
+        report.update({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})
+    if args.json:
+        print(json.dumps(report), flush=True)
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return EXIT_OK if report["state"] == "ready" else EXIT_REFUSED
+
+
+class _NoEngine:
+    """status never starts the engine; this stands in so Softphone can run its checks."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"status does not use the SIP engine ({name})")
+
+
+def cmd_credentials_import(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    secrets_in = _SecretReader()
+    try:
+        if args.p12:
+            bundle_password = secrets_in.read("PKCS#12 bundle password: ")
+            sip_password = secrets_in.read(f"SIP password for {cfg.account_id}: ")
+            creds = credentials.from_pkcs12(args.p12, bundle_password.encode(), sip_password)
+        else:
+            sip_password = secrets_in.read(f"SIP password for {cfg.account_id}: ")
+            creds = credentials.from_pem_files(args.key, args.cert, sip_password)
+        if not creds.sip_password:
+            raise credentials.CredentialError("the SIP password is empty")
+        summary = credentials.check_device(creds, cfg.account.user)
+        store = keystore.OsKeychain()
+        keystore.save_credentials(store, cfg.keychain_service, cfg.account_id, creds)
+    except (credentials.CredentialError, keystore.KeychainError) as exc:
+        print(f"guardphone: credentials not imported: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(
+        f"Imported the device certificate for {summary.subject_cn} (expires "
+        f"{summary.not_after:%Y-%m-%d}) and the SIP password into {store.backend_name}. "
+        "The files you imported from are not needed by guardphone: store or delete them "
+        "as your IT policy says."
+    )
+    return EXIT_OK
+
+
+class _SecretReader:
+    """Secrets come from a prompt or, for scripts, one per line on stdin; never from argv."""
+
+    def __init__(self) -> None:
+        self._interactive = sys.stdin.isatty()
+
+    def read(self, prompt: str) -> str:
+        if self._interactive:
+            return getpass.getpass(prompt)
+        return sys.stdin.readline().rstrip("\r\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardphone",
+        description="A softphone that registers only over a protected path, with mandatory SRTP.",
+    )
+    parser.add_argument("--config", type=Path, help="agent configuration file (JSON)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def needs_config(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+        p.set_defaults(needs_config=True)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("register", help="register and stay registered")
+    p.add_argument("--once", action="store_true", help="exit 0 after registering and unregistering")
+    needs_config(p)
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("call", help="call a SIP URI")
+    p.add_argument("uri", metavar="SIP_URI")
+    p.add_argument(
+        "--hangup-after",
+        type=float,
+        metavar="SECONDS",
+        help="hang up this long after the call is established",
+    )
+    needs_config(p)
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("answer", help="answer incoming calls automatically (lab peers)")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N calls")
+    needs_config(p)
+    p.set_defaults(func=cmd_answer)
+
+    p = sub.add_parser("status", help="check config, keychain and certificate (sends nothing)")
+    needs_config(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("credentials", help="manage credentials in the keychain")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = csub.add_parser(
+        "import",
+        help="import the device key, certificate and SIP password into the keychain",
+        description="Passwords are asked for at a prompt, or read one per line from stdin "
+        "(bundle password first, then the SIP password).",
+    )
+    src = imp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--p12", type=Path, metavar="FILE", help="PKCS#12 bundle")
+    src.add_argument("--key", type=Path, metavar="FILE", help="PEM private key (with --cert)")
+    imp.add_argument("--cert", type=Path, metavar="FILE", help="PEM certificate chain")
+    needs_config(imp, json_flag=False)
+    imp.set_defaults(func=cmd_credentials_import)
+
+    if importlib.util.find_spec("lab") is not None:  # the lab ships only with the sources
+        from lab.cli import add_lab_commands
+
+        add_lab_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "needs_config", False) and args.config is None:
+        parser.error(f"{args.command} needs --config FILE")
+    if args.command == "credentials" and args.key and not args.cert:
+        parser.error("--key needs --cert")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        result: int = args.func(args)
+    except config_mod.ConfigError as exc:
+        print(f"guardphone: configuration error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"state": "refused", "code": "config_invalid", "reason": str(exc)}))
+        return EXIT_USAGE
+    except _Stop:
+        return EXIT_OK
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""The pjsua2 softphone: the only module that talks to PJSIP.
+
+One TLS transport and nothing else (no UDP or TCP SIP transport is ever created), TLS 1.2
+with server verification and a pinned cipher list, key material passed as buffers, SRTP
+mandatory. pjsua2 is pumped by the thread that calls `start` (threadCnt=0, no media
+thread), so idle costs almost nothing; callbacks only append plain events to a list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from agent.sip import (
+    CallEnded,
+    CallMediaActive,
+    CallQuality,
+    CallStateChanged,
+    EngineSettings,
+    IncomingCall,
+    MediaFacts,
+    RegistrationChanged,
+    SipEvent,
+    TlsFacts,
+    TlsMaterial,
+    TransportChanged,
+)
+
+log = logging.getLogger(__name__)
+
+# IANA ids: ECDHE with AES-GCM only (what OpenSSL 1.0.2 in the wheel offers that is modern).
+CIPHERS = (0xC02B, 0xC02C, 0xC02F, 0xC030)
+DSCP_EF = 46  # media
+DSCP_CS3 = 24  # signaling
+TCP_NODELAY = (6, 1)  # IPPROTO_TCP, TCP_NODELAY: saves a 40 ms delayed-ACK wait per request
+STATS_EVERY_S = 1.0
+
+_CALL_STATES = {
+    1: "calling",
+    2: "incoming",
+    3: "early",
+    4: "connecting",
+    5: "confirmed",
+    6: "disconnected",
+}
+_TLS_PROTOCOLS = {1: "SSLv2", 2: "SSLv3", 4: "TLSv1", 8: "TLSv1.1", 16: "TLSv1.2", 32: "TLSv1.3"}
+_SUITE = re.compile(r"Crypto-suite:\s*(\S+)")
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """libCreate prints a banner to fd 1 before log settings apply; keep stdout for JSON."""
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+class Pjsua2Engine:
+    """SipEngine over pjsua2. Not thread-safe: use it from the thread that started it."""
+
+    def __init__(self) -> None:
+        import pjsua2
+
+        self._pj: Any = pjsua2
+        self._ep: Any = None
+        self._acc: Any = None
+        self._transport_id: int | None = None
+        self._events: list[SipEvent] = []
+        self._calls: dict[int, Any] = {}
+        self._quality: dict[int, CallQuality] = {}
+        self._stats_at: dict[int, float] = {}
+        self._last_tls: TlsFacts | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, settings: EngineSettings, material: TlsMaterial) -> None:
+        pj = self._pj
+        engine = self
+        self._settings = settings
+
+        class Endpoint(pj.Endpoint):  # type: ignore[misc,name-defined]
+            def onTransportState(self, prm: Any) -> None:
+                engine._on_transport(prm)
+
+        with _stdout_silenced():
+            ep = Endpoint()
+            ep.libCreate()
+        self._ep = ep
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = False
+        cfg.uaConfig.userAgent = "guardphone"
+        cfg.medConfig.hasIoqueue = False  # media sockets on the SIP ioqueue we pump
+        cfg.medConfig.threadCnt = 0
+        cfg.medConfig.noVad = True  # keep RTP (and so RTCP quality figures) flowing
+        cfg.logConfig.level = 1
+        cfg.logConfig.consoleLevel = 0
+        ep.libInit(cfg)
+
+        tcfg = pj.TransportConfig()
+        tcfg.port = 0
+        tcfg.boundAddress = settings.bind_address
+        tls = tcfg.tlsConfig
+        tls.method = pj.PJSIP_TLSV1_2_METHOD
+        tls.proto = pj.PJ_SSL_SOCK_PROTO_TLS1_2
+        tls.CaBuf = material.ca_pem
+        tls.certBuf = material.cert_pem
+        tls.privKeyBuf = material.key_pem
+        tls.verifyServer = True
+        # Our listener (pjsip always opens one) only talks to peers with a certificate from
+        # the company CA, i.e. the SBC; anything else is dropped during the handshake.
+        tls.verifyClient = True
+        tls.requireClientCert = True
+        ciphers = pj.IntVector()
+        for cipher in CIPHERS:
+            ciphers.append(cipher)
+        tls.ciphers = ciphers
+        nodelay = pj.SockOpt()
+        nodelay.level, nodelay.optName = TCP_NODELAY
+        nodelay.setOptValInt(1)
+        opts = pj.SockOptVector()
+        opts.append(nodelay)
+        tls.sockOptParams.sockOpts = opts
+        if settings.qos:
+            _set_dscp(pj, tls.qosParams, DSCP_CS3)
+            tls.qosIgnoreError = True
+        self._transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
+        ep.libStart()
+
+        adm = ep.audDevManager()
+        if settings.null_audio or not _has_sound_device(adm):
+            adm.setNullDev()
+        self._material = material
+
+    def register(self) -> None:
+        pj = self._pj
+        s = self._settings
+        engine = self
+
+        class Account(pj.Account):  # type: ignore[misc,name-defined]
+            def onRegState(self, prm: Any) -> None:
+                engine._on_reg_state(self, prm)
+
+            def onIncomingCall(self, prm: Any) -> None:
+                engine._on_incoming(self, prm)
+
+        acfg = pj.AccountConfig()
+        acfg.idUri = s.id_uri
+        acfg.regConfig.registrarUri = s.registrar_uri
+        acfg.regConfig.retryIntervalSec = 30
+        acfg.regConfig.timeoutSec = 300
+        acfg.sipConfig.transportId = self._transport_id
+        proxies = pj.StringVector()
+        proxies.append(s.proxy_uri)
+        acfg.sipConfig.proxies = proxies
+        creds = pj.AuthCredInfoVector()
+        creds.append(pj.AuthCredInfo("digest", s.domain, s.user, 0, self._material.sip_password))
+        acfg.sipConfig.authCreds = creds
+        acfg.natConfig.sipOutboundUse = 0
+        acfg.natConfig.iceEnabled = False
+        acfg.natConfig.sdpNatRewriteUse = 0
+        med = acfg.mediaConfig
+        med.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+        med.srtpSecureSignaling = 1  # SRTP only over a TLS hop
+        keyings = pj.IntVector()
+        keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
+        med.srtpOpt.keyings = keyings
+        med.transportConfig.boundAddress = s.bind_address
+        med.transportConfig.port = 0
+        if s.qos:
+            _set_dscp(pj, med.transportConfig.qosParams, DSCP_EF)
+        acc = Account()
+        acc.create(acfg, True)
+        self._acc = acc
+
+    def unregister(self) -> None:
+        if self._acc is not None and self._acc.isValid():
+            with contextlib.suppress(Exception):
+                self._acc.setRegistration(False)
+
+    def shutdown(self) -> None:
+        """Hang up, unregister and destroy pjsua2 without waiting on the network."""
+        if self._ep is None:
+            return
+        ep, self._ep = self._ep, None
+        with contextlib.suppress(Exception):
+            ep.hangupAllCalls()
+        self._calls.clear()
+        gc.collect()  # a Call that outlives libDestroy aborts the process at exit
+        if self._acc is not None:
+            with contextlib.suppress(Exception):
+                self._acc.shutdown()
+            self._acc = None
+        ep.libDestroy(self._pj.PJSUA_DESTROY_NO_RX_MSG)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def call(self, uri: str) -> int:
+        pj = self._pj
+        c = self._new_call(pj.PJSUA_INVALID_ID)
+        prm = pj.CallOpParam(True)
+        c.makeCall(uri, prm)
+        cid = int(c.getId())
+        self._calls[cid] = c
+        return cid
+
+    def answer(self, call_id: int) -> None:
+        prm = self._pj.CallOpParam()
+        prm.statusCode = 200
+        self._calls[call_id].answer(prm)
+
+    def hangup(self, call_id: int) -> None:
+        c = self._calls.get(call_id)
+        if c is None:
+            return
+        self._sample_quality(call_id, c, force=True)
+        prm = self._pj.CallOpParam()
+        prm.statusCode = 603 if not c.getInfo().connectDuration.sec else 200
+        with contextlib.suppress(Exception):
+            c.hangup(prm)
+
+    # -- pumping ---------------------------------------------------------------------------
+
+    def poll(self, timeout_s: float) -> list[SipEvent]:
+        """Handle pjsua2 events for up to `timeout_s` (returns early when something happens)."""
+        if self._ep is not None:
+            self._ep.libHandleEvents(max(0, int(timeout_s * 1000)))
+            now = time.monotonic()
+            for cid, c in list(self._calls.items()):
+                if now - self._stats_at.get(cid, 0.0) >= STATS_EVERY_S:
+                    self._sample_quality(cid, c)
+        events, self._events = self._events, []
+        return events
+
+    def listening_ports(self) -> list[tuple[str, int]]:
+        if self._ep is None or self._transport_id is None:
+            return []
+        info = self._ep.transportGetInfo(self._transport_id)
+        host, _, port = str(info.localName).rpartition(":")
+        return [(host.strip("[]"), int(port))]
+
+    def versions(self) -> dict[str, str]:
+        ver = self._ep.libVersion() if self._ep is not None else None
+        return {
+            "pjsip": ver.full if ver is not None else "unknown",
+            "pjsip_openssl": "OpenSSL 1.0.2k (bundled with pjsua2-python; TLS 1.2 ceiling)",
+        }
+
+    # -- callbacks (record plain events only; they may run inside API calls) -------------------
+
+    def _new_call(self, call_id: int) -> Any:
+        pj = self._pj
+        engine = self
+
+        class Call(pj.Call):  # type: ignore[misc,name-defined]
+            def onCallState(self, prm: Any) -> None:
+                engine._on_call_state(self)
+
+            def onCallMediaState(self, prm: Any) -> None:
+                engine._on_call_media(self)
+
+        return Call(self._acc, call_id)
+
+    def _on_transport(self, prm: Any) -> None:
+        pj = self._pj
+        tls = _tls_facts(prm.tlsInfo) if not prm.tlsInfo.isEmpty() else None
+        if tls is not None:
+            self._last_tls = tls
+        self._events.append(
+            TransportChanged(
+                connected=prm.state == pj.PJSIP_TP_STATE_CONNECTED,
+                tls=tls,
+                error=int(prm.lastError),
+                error_text=_status_text(pj, int(prm.lastError)),
+            )
+        )
+
+    def _on_reg_state(self, acc: Any, prm: Any) -> None:
+        info = acc.getInfo()
+        self._events.append(
+            RegistrationChanged(
+                registered=bool(info.regIsActive) and prm.code // 100 == 2,
+                code=int(prm.code),
+                reason=str(prm.reason),
+                status=int(prm.status),
+                expires=int(prm.expiration),
+            )
+        )
+
+    def _on_incoming(self, acc: Any, prm: Any) -> None:
+        c = self._new_call(prm.callId)
+        cid = int(prm.callId)
+        self._calls[cid] = c
+        self._events.append(IncomingCall(cid, str(c.getInfo().remoteUri)))
+
+    def _on_call_state(self, c: Any) -> None:
+        info = c.getInfo()
+        cid = int(info.id)
+        state = _CALL_STATES.get(int(info.state), "unknown")
+        self._events.append(
+            CallStateChanged(
+                cid, state, int(info.lastStatusCode), str(info.lastReason), str(info.remoteUri)
+            )
+        )
+        if state == "disconnected":
+            duration = info.connectDuration.sec + info.connectDuration.msec / 1000
+            self._events.append(
+                CallEnded(
+                    cid,
+                    int(info.lastStatusCode),
+                    str(info.lastReason),
+                    round(duration, 3),
+                    self._quality.pop(cid, None),
+                )
+            )
+            self._stats_at.pop(cid, None)
+            # Dropping the last reference inside the callback is safe: pjsua2 is done with it.
+            self._calls.pop(cid, None)
+
+    def _on_call_media(self, c: Any) -> None:
+        pj = self._pj
+        info = c.getInfo()
+        for i, media in enumerate(info.media):
+            if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+                continue
+            aud = c.getAudioMedia(i)
+            adm = self._ep.audDevManager()
+            aud.startTransmit(adm.getPlaybackDevMedia())
+            adm.getCaptureDevMedia().startTransmit(aud)
+            self._events.append(CallMediaActive(int(info.id), _media_facts(pj, c, i)))
+
+    def _sample_quality(self, cid: int, c: Any, force: bool = False) -> None:
+        self._stats_at[cid] = time.monotonic()
+        with contextlib.suppress(Exception):  # no stream yet, or already gone
+            if not force and c.getInfo().state != self._pj.PJSIP_INV_STATE_CONFIRMED:
+                return
+            self._quality[cid] = _quality(c.getStreamStat(0).rtcp)
+
+
+def _set_dscp(pj: Any, qos: Any, dscp: int) -> None:
+    qos.flags = pj.PJ_QOS_PARAM_HAS_DSCP
+    qos.dscp_val = dscp
+
+
+def _has_sound_device(adm: Any) -> bool:
+    try:
+        return bool(adm.getDevCount()) and adm.getCaptureDev() >= 0 and adm.getPlaybackDev() >= 0
+    except Exception:
+        return False
+
+
+def _status_text(pj: Any, status: int) -> str:
+    if not status:
+        return ""
+    try:
+        return str(pj.Endpoint.instance().utilStrError(status))
+    except Exception:
+        return f"status {status}"
+
+
+def _tls_facts(info: Any) -> TlsFacts:
+    cert = info.remoteCertInfo
+    return TlsFacts(
+        version=_TLS_PROTOCOLS.get(int(info.protocol), f"unknown({info.protocol})"),
+        cipher=str(info.cipherName),
+        verified=int(info.verifyStatus) == 0,
+        verify_status=int(info.verifyStatus) & 0xFFFFFFFF,
+        verify_messages=tuple(str(m) for m in info.verifyMsgs),
+        server_cn="" if cert.isEmpty() else str(cert.subjectCn),
+        local=str(info.localAddr),
+        remote=str(info.remoteAddr),
+    )
+
+
+def _media_facts(pj: Any, c: Any, idx: int) -> MediaFacts:
+    si = c.getStreamInfo(idx)
+    proto = int(si.proto)
+    srtp = proto in (pj.PJMEDIA_TP_PROTO_RTP_SAVP, pj.PJMEDIA_TP_PROTO_RTP_SAVPF)
+    dtls = proto in (pj.PJMEDIA_TP_PROTO_DTLS_SRTP, pj.PJMEDIA_TP_PROTO_DTLS_SRTPF)
+    # pjsua2 exposes the negotiated crypto suite only in the call dump of the live session.
+    match = _SUITE.search(str(c.dump(True, "")))
+    tp = c.getMedTransportInfo(idx)
+    return MediaFacts(
+        srtp=srtp or dtls,
+        transport="UDP/TLS/RTP/SAVP" if dtls else ("RTP/SAVP" if srtp else "RTP/AVP"),
+        crypto_suite=match.group(1) if match else None,
+        keying="DTLS" if dtls else ("SDES" if srtp else None),
+        codec=str(si.codecName),
+        local_rtp=str(tp.localRtpName),
+        remote_rtp=str(si.remoteRtpAddress),
+    )
+
+
+def _quality(rtcp: Any) -> CallQuality:
+    def ms(stat: Any) -> float | None:
+        return round(stat.mean / 1000.0, 2) if stat.n else None
+
+    return CallQuality(
+        rx_packets=int(rtcp.rxStat.pkt),
+        tx_packets=int(rtcp.txStat.pkt),
+        rx_lost=int(rtcp.rxStat.loss),
+        jitter_ms=ms(rtcp.rxStat.jitterUsec),
+        rtt_ms=ms(rtcp.rttUsec),
+    )

@@ -1,0 +1,168 @@
+"""`guardphone lab up` / `lab down`: the local lab the demo, the tests and the benchmarks use.
+
+`up` generates a fresh test PKI, starts a real Kamailio as the hosted SBC, enrolls each lab
+user's device key, certificate and SIP password into the keychain of the calling session,
+and writes one agent config per user. The device keys are never written to disk; only the
+SBC's own key sits in the lab directory (mode 0600), as it would on a real SBC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import keystore
+from lab import pki, sbc
+
+DOMAIN = "lab.guardphone.test"
+SBC_NAME = "sbc.lab.guardphone.test"
+USERS = ("alice", "bob", "carol")
+DEFAULT_PORT = 5061
+KEYCHAIN_SERVICE = "guardphone"
+
+
+@dataclass(frozen=True)
+class LabUser:
+    name: str
+    uri: str
+    config: str
+
+
+@dataclass(frozen=True)
+class LabState:
+    directory: str
+    port: int
+    domain: str
+    kamailio_pid: int
+    kamailio_cfg: str
+    ca_file: str
+    rogue_ca_file: str
+    users: list[LabUser]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def state_path(directory: Path) -> Path:
+    return directory / "lab.json"
+
+
+def read_state(directory: Path) -> LabState | None:
+    try:
+        raw = json.loads(state_path(directory).read_text())
+    except (OSError, ValueError):
+        return None
+    raw["users"] = [LabUser(**u) for u in raw["users"]]
+    return LabState(**raw)
+
+
+def up(directory: Path, store: keystore.SecretStore, port: int = DEFAULT_PORT) -> LabState:
+    """Start the lab (idempotent: a running lab in `directory` is returned as it is)."""
+    existing = read_state(directory)
+    if existing and sbc._is_ours(existing.kamailio_pid, Path(existing.kamailio_cfg)):
+        return existing
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    (directory / "agents").mkdir(exist_ok=True)
+
+    ca = pki.make_ca("guardphone Lab CA")
+    rogue = pki.make_ca("Rogue CA", org="not the company")
+    now = dt.datetime.now(dt.UTC)
+    good = pki.issue(ca, SBC_NAME, server=True, ips=(sbc.GOOD,), dns=(SBC_NAME,))
+    expired = pki.issue(
+        ca,
+        SBC_NAME,
+        server=True,
+        ips=(sbc.EXPIRED,),
+        not_before=now - 30 * pki.DAY,
+        not_after=now - pki.DAY,
+    )
+    rogue_srv = pki.issue(rogue, SBC_NAME, server=True, ips=(sbc.ROGUE,), dns=(SBC_NAME,))
+
+    files = sbc.SbcFiles(
+        device_ca=_write(directory / "ca.pem", ca.cert_pem),
+        good_cert=_write(directory / "sbc.pem", good.cert_pem),
+        good_key=_write(directory / "sbc.key", good.key_pem, secret=True),
+        expired_cert=_write(directory / "sbc-expired.pem", expired.cert_pem),
+        expired_key=_write(directory / "sbc-expired.key", expired.key_pem, secret=True),
+        rogue_cert=_write(directory / "sbc-rogue.pem", rogue_srv.cert_pem),
+        rogue_key=_write(directory / "sbc-rogue.key", rogue_srv.key_pem, secret=True),
+    )
+    rogue_ca_file = _write(directory / "rogue-ca.pem", rogue.cert_pem)
+    # The lab CA key stays with the lab (like the company CA), so tests can issue devices.
+    _write(directory / "ca.key", ca.key_pem, secret=True)
+
+    users, ha1s = [], {}
+    for name in USERS:
+        password = secrets.token_urlsafe(18)
+        device = pki.issue(ca, name, server=False)
+        account = f"{name}@{DOMAIN}"
+        keystore.save_credentials(
+            store,
+            KEYCHAIN_SERVICE,
+            account,
+            keystore.Credentials(device.key_pem, device.cert_pem, password),
+        )
+        ha1s[name] = sbc.ha1(name, DOMAIN, password)
+        config = directory / "agents" / f"{name}.json"
+        config.write_text(json.dumps(agent_config(name, port, files.device_ca), indent=2) + "\n")
+        users.append(LabUser(name, f"sip:{account}", str(config)))
+
+    tls_cfg = _write(directory / "tls.cfg", sbc.render_tls_cfg(files, port))
+    kam_cfg = _write(
+        directory / "kamailio.cfg",
+        sbc.render_kamailio_cfg(DOMAIN, port, tls_cfg, ha1s),
+        secret=True,
+    )
+    pid = sbc.start(kam_cfg, directory / "kamailio.pid", directory / "kamailio.log", port)
+    state = LabState(
+        str(directory),
+        port,
+        DOMAIN,
+        pid,
+        str(kam_cfg),
+        str(files.device_ca),
+        str(rogue_ca_file),
+        users,
+    )
+    state_path(directory).write_text(json.dumps(state.to_json(), indent=2) + "\n")
+    return state
+
+
+def down(directory: Path, store: keystore.SecretStore | None) -> bool:
+    """Stop the lab's Kamailio and forget the lab users' credentials. True if it was up."""
+    state = read_state(directory)
+    if state is None:
+        return False
+    was_up = sbc.stop(state.kamailio_pid, Path(state.kamailio_cfg))
+    if store is not None:
+        for user in state.users:
+            keystore.delete_credentials(store, KEYCHAIN_SERVICE, f"{user.name}@{state.domain}")
+    state_path(directory).unlink(missing_ok=True)
+    for key in directory.glob("*.key"):
+        key.unlink()
+    return was_up
+
+
+def agent_config(user: str, port: int, ca_file: Path, host: str = sbc.GOOD) -> dict[str, Any]:
+    """An agent config for a lab user (documented in schemas/agent-config.schema.json)."""
+    return {
+        "version": 1,
+        "account": {"user": user, "domain": DOMAIN, "display_name": user.capitalize()},
+        "sbc": {"host": host, "port": port, "ca_file": str(ca_file)},
+        "bind_address": "127.0.0.1",
+        "media": {"qos": True, "audio": "auto"},
+        "keychain_service": KEYCHAIN_SERVICE,
+    }
+
+
+def _write(path: Path, text: str, secret: bool = False) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path

@@ -1,0 +1,165 @@
+"""The lab's hosted SBC: a real Kamailio with TLS only, started and stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sysconfig
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+# Every listener of the lab SBC; the addresses stand for different servers a device might meet.
+GOOD = "127.0.0.1"  # the real SBC: lab CA, name matches
+NAME_MISMATCH = "127.0.0.2"  # same certificate, reached under an address it does not name
+EXPIRED = "127.0.0.3"  # lab CA, but the certificate has expired
+ROGUE = "127.0.0.4"  # a server whose certificate comes from another CA
+
+CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+
+
+class LabError(RuntimeError):
+    """The lab could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class SbcFiles:
+    """Paths of the PEM files the SBC needs (the SBC's own keys live in the lab directory)."""
+
+    device_ca: Path
+    good_cert: Path
+    good_key: Path
+    expired_cert: Path
+    expired_key: Path
+    rogue_cert: Path
+    rogue_key: Path
+
+
+def ha1(user: str, realm: str, password: str) -> str:
+    """The digest HA1 the SBC stores instead of the password (RFC 2617)."""
+    return hashlib.md5(f"{user}:{realm}:{password}".encode(), usedforsecurity=False).hexdigest()
+
+
+def module_dir() -> Path:
+    multiarch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+    return Path("/usr/lib") / multiarch / "kamailio" / "modules"
+
+
+def render_tls_cfg(files: SbcFiles, port: int) -> str:
+    def server(section: str, cert: Path, key: Path) -> str:
+        return (
+            f"[server:{section}]\n"
+            "method = TLSv1.2+\n"
+            "verify_certificate = yes\n"
+            "require_certificate = yes\n"
+            f"certificate = {cert}\n"
+            f"private_key = {key}\n"
+            f"ca_list = {files.device_ca}\n"
+            f"cipher_list = {CIPHERS}\n\n"
+        )
+
+    return (
+        server("default", files.good_cert, files.good_key)
+        + server(f"{EXPIRED}:{port}", files.expired_cert, files.expired_key)
+        + server(f"{ROGUE}:{port}", files.rogue_cert, files.rogue_key)
+        + "[client:default]\nverify_certificate = no\nrequire_certificate = no\n"
+    )
+
+
+def render_kamailio_cfg(domain: str, port: int, tls_cfg: Path, ha1s: dict[str, str]) -> str:
+    template = resources.files("lab").joinpath("templates/kamailio.cfg").read_text()
+    listen = "\n".join(f"listen=tls:{ip}:{port}" for ip in (GOOD, NAME_MISMATCH, EXPIRED, ROGUE))
+    entries = "\n".join(f'    $sht(ha1=>{user}) = "{h}";' for user, h in sorted(ha1s.items()))
+    return template.format(
+        domain=domain,
+        listen=listen,
+        mpath=module_dir(),
+        tls_cfg=tls_cfg,
+        ha1_entries=entries,
+    )
+
+
+def start(cfg: Path, pidfile: Path, logfile: Path, port: int, timeout: float = 10.0) -> int:
+    """Start Kamailio in the foreground of its own session; return its PID once it listens."""
+    if not Path("/usr/sbin/kamailio").exists():
+        raise LabError("Kamailio is not installed: run `make deps` (Debian package kamailio).")
+    check = subprocess.run(
+        ["/usr/sbin/kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        raise LabError(f"Kamailio rejected {cfg}:\n{check.stderr[-2000:]}")
+    with logfile.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                "/usr/sbin/kamailio",
+                "-f",
+                str(cfg),
+                "-P",
+                str(pidfile),
+                "-DD",
+                "-E",
+                "-m",
+                "64",
+                "-M",
+                "8",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = logfile.read_text(errors="replace")[-2000:]
+            raise LabError(f"Kamailio exited with {proc.returncode}:\n{tail}")
+        if _listening(GOOD, port):
+            return proc.pid
+        time.sleep(0.05)
+    stop(proc.pid, cfg)
+    raise LabError(f"Kamailio did not listen on {GOOD}:{port} within {timeout:.0f} s")
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def stop(pid: int, cfg: Path, timeout: float = 5.0) -> bool:
+    """Stop the Kamailio with this PID, but only if it runs our config. True if it was running."""
+    if not _is_ours(pid, cfg):
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _is_ours(pid: int, cfg: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].endswith(b"kamailio") and str(cfg).encode() in cmdline
