@@ -19,6 +19,8 @@ CERT_ISSUER_MISMATCH = 32
 CERT_REVOKED = 128
 CERT_IDENTITY_NOT_MATCH = 1 << 30
 
+GENERIC_CONNECTION_FAILURE = "sbc_connection_lost"
+
 PJ_EEOF = 70016  # PJ_ERRNO_START_STATUS + 16: the peer closed the connection
 PJ_ETIMEDOUT = 70009  # PJ_ERRNO_START_STATUS + 9
 PJ_ECONNREFUSED = 120111  # PJ_STATUS_FROM_OS(ECONNREFUSED)
@@ -84,7 +86,7 @@ def transport_failure(event: TransportChanged, server: str, tls_seen: bool) -> R
     if tls_seen and event.error == PJ_EEOF:
         return client_certificate_refused(server)
     return Reason(
-        "sbc_connection_lost",
+        GENERIC_CONNECTION_FAILURE,
         f"The connection to the SBC at {server} failed ({event.error_text or 'no detail'}).",
     )
 
@@ -92,7 +94,7 @@ def transport_failure(event: TransportChanged, server: str, tls_seen: bool) -> R
 def client_certificate_refused(server: str) -> Reason:
     return Reason(
         "client_cert_refused",
-        f"The SBC at {server} closed the connection after checking this device's "
+        f"The SBC at {server} closed the connection while checking this device's "
         "certificate: it does not accept it (not issued by the company CA, revoked or "
         "expired). Contact the helpdesk to re-enroll this device.",
     )
@@ -116,8 +118,10 @@ def registration_failure(
                 f"The SBC refused: this device's certificate does not belong to {user}.",
             )
         return Reason("forbidden", f"The SBC refused registration for {user} (403 Forbidden).")
-    if code in (408, 503) and event.status == PJ_EEOF and tls is not None and tls.verified:
-        # pjsip reports a client certificate refused by the server only as 503 "End of file".
+    eof = event.status == PJ_EEOF or "PJ_EEOF" in event.reason
+    if code == 503 and eof and (tls is None or tls.verified):
+        # pjsip reports a client certificate refused by the server only as 503 "End of file":
+        # the SBC accepted the TCP connection and hung up during or right after the handshake.
         return client_certificate_refused(server)
     if code == 408 or event.status == PJ_ETIMEDOUT:
         return Reason("sbc_timeout", f"The SBC at {server} did not answer in time.")

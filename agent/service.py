@@ -199,6 +199,7 @@ class Softphone:
             self.handle(event)
 
     def handle(self, event: SipEvent) -> None:
+        log.info("sip event: %s", event)
         s = self._state
         if isinstance(event, TransportChanged):
             self._on_transport(event)
@@ -249,7 +250,9 @@ class Softphone:
             if s.registered:
                 s.registered = False
                 self._emit({"state": "unregistered", **reason.as_dict()})
-            elif s.failure is None:
+            elif s.failure is None or s.failure.code == reasons.GENERIC_CONNECTION_FAILURE:
+                # pjsip reports a cancelled connect before the certificate verdict: keep the
+                # more specific reason.
                 s.failure = reason
 
     def _on_registration(self, event: RegistrationChanged) -> None:

@@ -1,0 +1,74 @@
+"""Register over mutual TLS, and call between two agents with SRTP, on the real lab SBC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.services import agent, run_agent
+
+pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
+
+
+def config_of(lab: Any, name: str) -> str:
+    return next(u.config for u in lab.users if u.name == name)
+
+
+def test_register_once_over_mutual_tls(lab: Any, env: dict[str, str]) -> None:
+    code, lines, stderr = run_agent(config_of(lab, "alice"), "register", "--once", env=env)
+
+    assert code == 0, stderr
+    states = [line["state"] for line in lines]
+    assert states == ["checking", "connecting", "registered", "unregistered"]
+    registered = lines[2]
+    assert registered["account"] == "alice@lab.guardphone.test"
+    assert registered["signaling"]["tls_version"] == "TLSv1.2"
+    assert registered["signaling"]["cipher"].startswith("ECDHE-")
+    assert registered["signaling"]["server_verified"] is True
+    assert registered["signaling"]["server_cn"] == "sbc.lab.guardphone.test"
+    assert lines[3]["reason"] == "unregistered on request"
+
+
+def test_call_between_two_agents_is_srtp_on_both_sides(lab: Any, env: dict[str, str]) -> None:
+    with agent(config_of(lab, "bob"), "answer", "--count", "1", env=env) as bob:
+        bob.wait_for("registered")
+        code, alice, stderr = run_agent(
+            config_of(lab, "alice"),
+            "call",
+            "sip:bob@lab.guardphone.test",
+            "--hangup-after",
+            "1.5",
+            env=env,
+        )
+        assert code == 0, stderr
+        assert bob.wait(10) == 0
+    bob_lines = bob.lines
+
+    for side in (alice, bob_lines):
+        established = next(line for line in side if line["state"] == "call_established")
+        media = established["security"]["media"]
+        # Read from the live stream (pjsua2 getStreamInfo + the session dump), not config.
+        assert media["srtp"] is True
+        assert media["transport"] == "RTP/SAVP"
+        assert media["keying"] == "SDES"
+        assert media["crypto_suite"] and media["crypto_suite"].startswith("AES")
+        assert media["end_to_end"] is False
+        assert media["scope"] == "hop by hop to the company SBC"
+        assert established["security"]["signaling"]["tls_version"] == "TLSv1.2"
+        ended = next(line for line in side if line["state"] == "call_ended")
+        assert ended["duration_s"] >= 1.4
+        assert ended["quality"]["rx_packets"] > 20  # media really flowed (20 ms frames)
+        assert ended["quality"]["loss_percent"] == 0.0
+    incoming = next(line for line in bob_lines if line["state"] == "incoming")
+    assert "sip:alice@lab.guardphone.test" in incoming["from"]
+
+
+def test_call_to_unknown_user_fails_with_reason(lab: Any, env: dict[str, str]) -> None:
+    code, lines, _ = run_agent(
+        config_of(lab, "alice"), "call", "sip:nobody@lab.guardphone.test", env=env
+    )
+    assert code == 1
+    failed = next(line for line in lines if line["state"] == "call_failed")
+    assert failed["sip_code"] == 404
+    assert failed["code"] == "not_found"

@@ -1,0 +1,193 @@
+"""Real services for integration tests: a private Secret Service, and agent processes.
+
+Everything started here is stopped by PID when the fixture or the `with` block ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+GUARDPHONE = str(Path(sys.executable).with_name("guardphone"))
+
+
+class SecretService:
+    """dbus-daemon + gnome-keyring-daemon, unlocked, in a fresh data directory."""
+
+    def __init__(self, root: Path) -> None:
+        missing = [t for t in ("dbus-daemon", "gnome-keyring-daemon") if not shutil.which(t)]
+        if missing:
+            raise RuntimeError(f"not installed: {', '.join(missing)} (run `make deps`)")
+        run = root / "run"
+        run.mkdir(mode=0o700)
+        self.env = {
+            "XDG_DATA_HOME": str(root / "data"),
+            "XDG_RUNTIME_DIR": str(run),
+        }
+        base = {**os.environ, **self.env}
+        self._bus = subprocess.Popen(
+            ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=base,
+            text=True,
+        )
+        assert self._bus.stdout is not None
+        self.env["DBUS_SESSION_BUS_ADDRESS"] = self._bus.stdout.readline().strip()
+        self._keyring = subprocess.Popen(
+            ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**base, **self.env},
+        )
+        assert self._keyring.stdin is not None
+        self._keyring.stdin.write(secrets.token_urlsafe(16).encode())
+        self._keyring.stdin.close()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        probe = (
+            "import keyring; keyring.set_password('guardphone-probe', 'p', 'ok');"
+            "assert keyring.get_password('guardphone-probe', 'p') == 'ok'"
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            done = subprocess.run(
+                [sys.executable, "-c", probe], env=self.full_env(), capture_output=True, check=False
+            )
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"Secret Service did not come up: {done.stderr[-500:]!r}")
+            time.sleep(0.1)
+
+    def full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def stop(self) -> None:
+        for proc in (self._keyring, self._bus):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def free_port(hosts: tuple[str, ...]) -> int:
+    """A TCP port free on every one of `hosts`."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return int(port)
+    raise RuntimeError("no free port")
+
+
+def run_agent(
+    config: Path | str,
+    *args: str,
+    env: dict[str, str],
+    stdin: str | None = None,
+    timeout: float = 30,
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Run one guardphone command to the end; return exit code, JSON lines, stderr."""
+    done = subprocess.run(
+        [GUARDPHONE, "--config", str(config), *args, "--json"],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return done.returncode, lines, done.stderr
+
+
+class AgentProcess:
+    """A long-running guardphone command whose JSON lines are read as they come."""
+
+    def __init__(self, config: Path | str, *args: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [GUARDPHONE, "--config", str(config), *args, "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self._queue.put(json.loads(line))
+        self._queue.put(None)
+
+    def wait_for(self, state: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {state!r} within {timeout} s; saw {self.lines}") from None
+            if item is None:
+                raise AssertionError(f"exited before {state!r}; saw {self.lines}")
+            self.lines.append(item)
+            if item["state"] == state:
+                return item
+
+    def wait(self, timeout: float = 15) -> int:
+        code = self.proc.wait(timeout)
+        while True:  # collect what is left
+            item = self._queue.get(timeout=5)
+            if item is None:
+                return code
+            self.lines.append(item)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def agent(config: Path | str, *args: str, env: dict[str, str]) -> Iterator[AgentProcess]:
+    proc = AgentProcess(config, *args, env=env)
+    try:
+        yield proc
+    finally:
+        proc.stop()

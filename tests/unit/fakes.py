@@ -1,0 +1,66 @@
+"""Fakes for unit tests only: an in-memory keychain and a scripted SIP engine."""
+
+from __future__ import annotations
+
+from agent.sip import EngineSettings, SipEvent, TlsMaterial
+
+
+class MemoryKeychain:
+    backend_name = "memory (tests only)"
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get(self, service: str, name: str) -> str | None:
+        return self.items.get((service, name))
+
+    def set(self, service: str, name: str, value: str) -> None:
+        self.items[(service, name)] = value
+
+    def delete(self, service: str, name: str) -> None:
+        self.items.pop((service, name), None)
+
+
+class ScriptedEngine:
+    """Replays event batches, one per poll, and records every call made to it."""
+
+    def __init__(self, *batches: list[SipEvent]) -> None:
+        self.batches = list(batches)
+        self.calls: list[tuple[str, object]] = []
+        self.settings: EngineSettings | None = None
+        self.next_call_id = 0
+
+    def start(self, settings: EngineSettings, material: TlsMaterial) -> None:
+        self.settings = settings
+        self.calls.append(("start", None))
+
+    def register(self) -> None:
+        self.calls.append(("register", None))
+
+    def unregister(self) -> None:
+        self.calls.append(("unregister", None))
+
+    def call(self, uri: str) -> int:
+        self.calls.append(("call", uri))
+        return self.next_call_id
+
+    def answer(self, call_id: int) -> None:
+        self.calls.append(("answer", call_id))
+
+    def hangup(self, call_id: int) -> None:
+        self.calls.append(("hangup", call_id))
+
+    def poll(self, timeout_s: float) -> list[SipEvent]:
+        return self.batches.pop(0) if self.batches else []
+
+    def listening_ports(self) -> list[tuple[str, int]]:
+        return []
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def shutdown(self) -> None:
+        self.calls.append(("shutdown", None))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]

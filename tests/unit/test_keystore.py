@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from typing import Any
+
+import keyring
+import keyring.backends.fail
+import keyring.errors
+import pytest
+
+from agent import keystore
+from tests.unit.fakes import MemoryKeychain
+
+CREDS = keystore.Credentials("KEY-PEM", "CERT-PEM", "s3cret-pw")
+
+
+def test_round_trip_and_entry_names() -> None:
+    store = MemoryKeychain()
+    keystore.save_credentials(store, "guardphone", "alice@example.com", CREDS)
+    assert set(store.items) == {
+        ("guardphone", "alice@example.com/device-key"),
+        ("guardphone", "alice@example.com/device-cert"),
+        ("guardphone", "alice@example.com/sip-password"),
+    }
+    assert keystore.load_credentials(store, "guardphone", "alice@example.com") == CREDS
+    keystore.delete_credentials(store, "guardphone", "alice@example.com")
+    assert store.items == {}
+
+
+def test_missing_entry_names_it_and_the_fix() -> None:
+    store = MemoryKeychain()
+    keystore.save_credentials(store, "guardphone", "a@b", CREDS)
+    store.delete("guardphone", "a@b/device-cert")
+    with pytest.raises(keystore.MissingCredential) as err:
+        keystore.load_credentials(store, "guardphone", "a@b")
+    assert err.value.entry == "device-cert"
+    assert "no device cert for a@b" in str(err.value)
+    assert "guardphone credentials import" in str(err.value)
+
+
+def test_repr_never_shows_secrets() -> None:
+    assert "s3cret" not in repr(CREDS)
+    assert "KEY-PEM" not in repr(CREDS)
+
+
+class PlaintextKeyring:
+    """Stands in for keyrings.alt's plaintext file backend. Deliberately not a subclass of
+    KeyringBackend: keyring would register it for every later test in this process."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None: ...
+
+    def delete_password(self, service: str, username: str) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [keyring.backends.fail.Keyring(), PlaintextKeyring()],
+    ids=["no-keychain", "plaintext"],
+)
+def test_untrusted_backends_are_refused(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    with pytest.raises(keystore.KeychainError, match="No keychain is available"):
+        keystore.OsKeychain()
+
+
+def test_chain_with_one_untrusted_backend_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Chain:  # keyring's ChainerBackend exposes the chained backends as `.backends`
+        backends = (keyring.backends.fail.Keyring(), PlaintextKeyring())
+
+    monkeypatch.setattr(keyring, "get_keyring", Chain)
+    with pytest.raises(keystore.KeychainError):
+        keystore.OsKeychain()
+
+
+class LockedKeyring(PlaintextKeyring):
+    def get_password(self, service: str, username: str) -> str | None:
+        raise keyring.errors.KeyringLocked("locked")
+
+
+def test_locked_keychain_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyring, "get_keyring", LockedKeyring)
+    monkeypatch.setattr(keystore, "TRUSTED_BACKENDS", frozenset({f"{__name__}.LockedKeyring"}))
+    store = keystore.OsKeychain()
+    with pytest.raises(keystore.KeychainError, match="The keychain is locked"):
+        store.get("guardphone", "a@b/device-key")

@@ -1,0 +1,37 @@
+"""The core stays free of Qt, of the lab and of the portal (DESIGN.md, dependencies)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_core_imports_without_qt_lab_or_pjsua2() -> None:
+    # A meta-path hook makes PySide6 and lab unimportable; every core module must still load,
+    # and importing them must not load pjsua2 (only starting the engine does).
+    code = """
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('PySide6', 'lab', 'portal', 'ui'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import agent, tunnel
+for pkg in (agent, tunnel):
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name != 'cli':
+            importlib.import_module(pkg.__name__ + '.' + mod.name)
+assert 'pjsua2' not in sys.modules, 'pjsua2 loaded at import time'
+print('ok')
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_agent_package_init_imports_nothing() -> None:
+    assert (ROOT / "agent" / "__init__.py").read_text().strip() in ("", '"""guardphone agent."""')

@@ -1,0 +1,197 @@
+"""The supervisor's decisions, against a scripted engine (no PJSIP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import config, keystore
+from agent.service import Refused, Softphone
+from agent.sip import (
+    CallEnded,
+    CallMediaActive,
+    CallQuality,
+    CallStateChanged,
+    MediaFacts,
+    RegistrationChanged,
+    TlsFacts,
+    TransportChanged,
+)
+from lab import pki
+from tests.unit.fakes import MemoryKeychain, ScriptedEngine
+
+CA = pki.make_ca("Unit CA")
+GOOD_TLS = TlsFacts("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", True, 0, ("OK",), "sbc", "a", "b")
+SRTP = MediaFacts(True, "RTP/SAVP", "AES_CM_128_HMAC_SHA1_80", "SDES", "PCMA", "l", "r")
+REGISTERED = [TransportChanged(True, GOOD_TLS, 0, ""), RegistrationChanged(True, 200, "OK", 0, 300)]
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    path.write_text(CA.cert_pem)
+    return path
+
+
+def make(
+    ca_file: Path, engine: ScriptedEngine, cn: str = "alice", **cert: Any
+) -> tuple[Softphone, list[dict[str, Any]]]:
+    cfg = config.parse(
+        {
+            "version": 1,
+            "account": {"user": "alice", "domain": "example.com"},
+            "sbc": {"host": "127.0.0.1", "port": 5061, "ca_file": str(ca_file)},
+            "bind_address": "127.0.0.1",
+        }
+    )
+    store = MemoryKeychain()
+    device = pki.issue(CA, cn, server=False, **cert)
+    keystore.save_credentials(
+        store,
+        "guardphone",
+        "alice@example.com",
+        keystore.Credentials(device.key_pem, device.cert_pem, "pw"),
+    )
+    states: list[dict[str, Any]] = []
+    return Softphone(cfg, store, engine, states.append, clock=FakeClock()), states
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.1
+        return self.now
+
+
+def test_registers_and_reports_tls(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    phone.start()
+    assert engine.names() == ["start", "register"]
+    assert [s["state"] for s in states] == ["checking", "connecting", "registered"]
+    assert states[-1]["signaling"]["tls_version"] == "TLSv1.2"
+    assert engine.settings is not None and engine.settings.bind_address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("cn", ["bob"])
+def test_local_refusal_never_starts_the_engine(ca_file: Path, cn: str) -> None:
+    engine = ScriptedEngine()
+    phone, _ = make(ca_file, engine, cn=cn)
+    with pytest.raises(Refused) as err:
+        phone.start()
+    assert err.value.reason.code == "device_cert_invalid"
+    assert engine.names() == []  # nothing touched the network
+
+
+def test_expired_device_cert_never_starts_the_engine(ca_file: Path) -> None:
+    engine = ScriptedEngine()
+    now = dt.datetime.now(dt.UTC)
+    phone, _ = make(ca_file, engine, not_before=now - 9 * pki.DAY, not_after=now - pki.DAY)
+    with pytest.raises(Refused, match="expired"):
+        phone.start()
+    assert engine.names() == []
+
+
+def test_unreadable_ca_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    engine = ScriptedEngine()
+    phone, _ = make(bad, engine)
+    with pytest.raises(Refused) as err:
+        phone.start()
+    assert err.value.reason.code == "ca_invalid"
+    assert engine.names() == []
+
+
+def test_certificate_reason_wins_over_the_cancelled_connect(ca_file: Path) -> None:
+    untrusted = TlsFacts("TLSv1.2", "x", False, 2, ("untrusted",), "evil", "a", "b")
+    engine = ScriptedEngine(
+        [
+            TransportChanged(False, None, 70014, "Operation cancelled (PJ_ECANCELLED)"),
+            TransportChanged(False, untrusted, 171173, "SSL certificate verification error"),
+            RegistrationChanged(False, 503, "SSL certificate verification error", 0, 300),
+        ]
+    )
+    phone, _ = make(ca_file, engine)
+    with pytest.raises(Refused) as err:
+        phone.start()
+    assert err.value.reason.code == "server_cert_untrusted"
+
+
+def test_registration_timeout_is_refused(ca_file: Path) -> None:
+    phone, _ = make(ca_file, ScriptedEngine())
+    with pytest.raises(Refused) as err:
+        phone.start(timeout_s=1.0)
+    assert err.value.reason.code == "sbc_timeout"
+
+
+def test_unencrypted_media_is_hung_up(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, _ = make(ca_file, engine)
+    phone.start()
+    phone.call("sip:bob@example.com")
+    plain = MediaFacts(False, "RTP/AVP", None, None, "PCMA", "l", "r")
+    phone.handle(CallMediaActive(0, plain))
+    assert ("hangup", 0) in engine.calls
+
+
+def test_call_reports_security_and_quality(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    phone.start()
+    record = phone.call("sip:bob@example.com")
+    for event in (
+        CallStateChanged(0, "early", 180, "Ringing", "sip:bob@example.com"),
+        CallMediaActive(0, SRTP),
+        CallStateChanged(0, "confirmed", 200, "OK", "sip:bob@example.com"),
+        CallEnded(0, 200, "Normal call clearing", 3.0, CallQuality(150, 150, 3, 1.5, 0.8)),
+    ):
+        phone.handle(event)
+    names = [s["state"] for s in states]
+    assert names[-4:] == ["calling", "ringing", "call_established", "call_ended"]
+    security = states[-2]["security"]
+    assert security["media"]["crypto_suite"] == "AES_CM_128_HMAC_SHA1_80"
+    assert security["media"]["end_to_end"] is False
+    assert states[-1]["quality"]["loss_percent"] == 1.96
+    assert record.ended
+
+
+def test_488_is_reported_as_srtp_required(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    phone.start()
+    phone.call("sip:old-phone@example.com")
+    phone.handle(CallEnded(0, 488, "Not Acceptable Here", 0.0))
+    assert states[-1]["state"] == "call_failed"
+    assert states[-1]["code"] == "srtp_required"
+
+
+def test_losing_the_connection_unregisters(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    phone.start()
+    phone.handle(TransportChanged(False, None, 70016, "End of file"))
+    assert not phone.registered
+    assert states[-1]["state"] == "unregistered"
+
+
+def test_calls_refused_while_not_registered(ca_file: Path) -> None:
+    engine = ScriptedEngine()
+    phone, _ = make(ca_file, engine)
+    with pytest.raises(Refused):
+        phone.call("sip:bob@example.com")
+    assert "call" not in engine.names()
+
+
+def test_stop_unregisters_then_shuts_down(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED, [RegistrationChanged(False, 200, "OK", 0, 0)])
+    phone, states = make(ca_file, engine)
+    phone.start()
+    phone.stop()
+    assert engine.names()[-2:] == ["unregister", "shutdown"]
+    assert states[-1] == {"state": "unregistered", "reason": "unregistered on request"}
