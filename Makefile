@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ unit: deps ## only the unit tests (no services)
 
 schema: deps ## regenerate schemas/agent-config.schema.json from agent/config.py
 	@$(VENV)/python -m agent.schema_export > schemas/agent-config.schema.json
+
+bench-register: deps ## figures: start -> registered, call setup, RSS vs bare pjsua2
+	@scripts/keychain-session.sh $(VENV)/python -m bench.register_call
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh

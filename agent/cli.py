@@ -33,7 +33,7 @@ class _Stop(Exception):
 
 def _emitter(as_json: bool) -> Emit:
     def emit(state: dict[str, Any]) -> None:
-        line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), **state}
+        line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), **state}
         print(json.dumps(line) if as_json else human(line), flush=True)
 
     return emit

@@ -72,3 +72,39 @@ def test_call_to_unknown_user_fails_with_reason(lab: Any, env: dict[str, str]) -
     failed = next(line for line in lines if line["state"] == "call_failed")
     assert failed["sip_code"] == 404
     assert failed["code"] == "not_found"
+
+
+def test_sigterm_unregisters_and_exits_within_a_second(lab: Any, env: dict[str, str]) -> None:
+    import signal
+    import time
+
+    with agent(config_of(lab, "alice"), "register", env=env) as alice:
+        alice.wait_for("registered")
+        started = time.monotonic()
+        alice.proc.send_signal(signal.SIGTERM)
+        code = alice.wait(5)
+        took = time.monotonic() - started
+    assert code == 0  # not -6 (SIGABRT): pjsua2 was destroyed in order
+    assert took < 1.0, f"shutdown took {took:.2f} s"
+    assert alice.lines[-1]["state"] == "unregistered"
+    assert alice.lines[-1]["reason"] == "unregistered on request"
+
+
+def test_sigterm_during_a_call_hangs_up_cleanly(lab: Any, env: dict[str, str]) -> None:
+    import signal
+    import time
+
+    with agent(config_of(lab, "bob"), "answer", "--count", "1", env=env) as bob:
+        bob.wait_for("registered")
+        with agent(
+            config_of(lab, "alice"), "call", "sip:bob@lab.guardphone.test", env=env
+        ) as alice:
+            alice.wait_for("call_established")
+            started = time.monotonic()
+            alice.proc.send_signal(signal.SIGTERM)
+            code = alice.wait(5)
+            took = time.monotonic() - started
+        assert code == 0, alice.proc.stderr.read() if alice.proc.stderr else ""
+        assert took < 1.0, f"shutdown took {took:.2f} s"
+        bob.wait_for("call_ended", timeout=5)  # the hang-up reached the other side
+        assert bob.wait(5) == 0

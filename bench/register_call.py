@@ -1,0 +1,193 @@
+"""Registration time, call setup time and RSS of the agent, against bare pjsua2, same lab.
+
+Run with `make bench-register` (inside a private Secret Service). The peer is bare pjsua2
+with the same TLS and SRTP settings (bench/bare_pjsua2.py): the ratio is what guardphone's
+checks, supervisor and CLI add on top of PJSIP. Prints a table and writes JSON with the
+machine's description to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from lab import lab as lab_mod
+from lab import sbc
+from tests.services import GUARDPHONE, AgentProcess, free_port
+
+BARE = [sys.executable, str(Path(__file__).with_name("bare_pjsua2.py"))]
+RESULTS = Path(__file__).with_name("results")
+
+
+def lines_until(proc: subprocess.Popen[str], wanted: str) -> list[dict[str, Any]]:
+    assert proc.stdout is not None
+    seen = []
+    for raw in proc.stdout:
+        if not raw.startswith("{"):
+            continue
+        item = json.loads(raw)
+        seen.append(item)
+        if item.get("state") == wanted or item.get("event") == wanted:
+            return seen
+    raise RuntimeError(f"{wanted!r} never came; saw {seen}")
+
+
+def start_to_registered(cmd: list[str]) -> float:
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    lines_until(proc, "registered")
+    took = time.monotonic() - t0
+    proc.wait(10)
+    return took * 1000
+
+
+def iso(t: str) -> float:
+    return dt.datetime.fromisoformat(t).timestamp()
+
+
+def agent_call_setup(alice: str) -> float:
+    proc = subprocess.Popen(
+        [
+            GUARDPHONE,
+            "--config",
+            alice,
+            "call",
+            "sip:bob@lab.guardphone.test",
+            "--hangup-after",
+            "0.1",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen = lines_until(proc, "call_established")
+    proc.wait(10)
+    calling = next(s for s in seen if s["state"] == "calling")
+    return (iso(seen[-1]["time"]) - iso(calling["time"])) * 1000
+
+
+def bare_call_setup(alice: str) -> float:
+    proc = subprocess.Popen(
+        [*BARE, alice, "call", "sip:bob@lab.guardphone.test"], stdout=subprocess.PIPE, text=True
+    )
+    seen = lines_until(proc, "confirmed")
+    proc.wait(10)
+    calling = next(s for s in seen if s.get("event") == "calling")
+    return (seen[-1]["t"] - calling["t"]) * 1000
+
+
+def registered_rss(cmd: list[str]) -> float:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        lines_until(proc, "registered")
+        time.sleep(0.5)
+        return psutil.Process(proc.pid).memory_info().rss / 2**20
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 2),
+        "worst": round(max(values), 2),
+        "best": round(min(values), 2),
+        "n": len(values),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=15)
+    args = parser.parse_args()
+    from agent.keystore import OsKeychain
+
+    store = OsKeychain()
+    directory = Path(tempfile.mkdtemp(prefix="guardphone-bench-"))
+    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
+    state = lab_mod.up(directory, store, port=port)
+    cfg = {u.name: u.config for u in state.users}
+    agent_reg = [GUARDPHONE, "--config", cfg["alice"], "register", "--once", "--json"]
+    bare_reg = [*BARE, cfg["alice"], "register"]
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    try:
+        # Interleave agent and peer so machine noise hits both alike.
+        reg_a, reg_b, call_a, call_b = [], [], [], []
+        for _ in range(args.n):
+            reg_a.append(start_to_registered(agent_reg))
+            reg_b.append(start_to_registered(bare_reg))
+        bob = AgentProcess(cfg["bob"], "answer", env=dict(__import__("os").environ))
+        try:
+            bob.wait_for("registered")
+            for _ in range(args.n):
+                call_a.append(agent_call_setup(cfg["alice"]))
+                time.sleep(0.3)
+                call_b.append(bare_call_setup(cfg["alice"]))
+                time.sleep(0.3)
+        finally:
+            bob.stop()
+        rss_a = [
+            registered_rss([GUARDPHONE, "--config", cfg["alice"], "register", "--json"])
+            for _ in range(3)
+        ]
+        rss_b = [registered_rss([*BARE, cfg["alice"], "answer"]) for _ in range(3)]
+        rows = {
+            "process start -> REGISTER 200 OK (ms)": {
+                "guardphone": summary(reg_a),
+                "bare pjsua2": summary(reg_b),
+            },
+            "call setup INVITE -> confirmed (ms)": {
+                "guardphone": summary(call_a),
+                "bare pjsua2": summary(call_b),
+            },
+            "RSS registered, idle (MiB)": {
+                "guardphone": summary(rss_a),
+                "bare pjsua2": summary(rss_b),
+            },
+        }
+    finally:
+        lab_mod.down(directory, store)
+
+    print(f"{'figure':42} {'guardphone':>22} {'bare pjsua2':>22} {'ratio':>7}")
+    for name, pair in rows.items():
+        a, b = pair["guardphone"], pair["bare pjsua2"]
+        print(
+            f"{name:42} {a['median']:>9} (worst {a['worst']:>7}) "
+            f"{b['median']:>9} (worst {b['worst']:>7}) {a['median'] / b['median']:>7.2f}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"register_call-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "cpus": psutil.cpu_count(),
+                    "cpu": platform.processor() or platform.machine(),
+                    "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                },
+                "n": args.n,
+                "figures": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
