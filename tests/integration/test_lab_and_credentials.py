@@ -220,3 +220,40 @@ def test_status_reports_ready_without_network(lab: Any, env: dict[str, str]) -> 
     assert report["state"] == "ready"
     assert report["device_certificate"]["subject"] == "alice"
     assert report["keychain"] == "keyring.backends.SecretService.Keyring"
+
+
+def test_sbc_binds_certificate_to_sip_user(lab: Any, lab_ca: pki.Issued, tmp_path: Path) -> None:
+    """Even a client that skips guardphone's local check cannot register as someone else."""
+    import socket
+    import ssl
+
+    bob = pki.issue(lab_ca, "bob", server=False)
+    (tmp_path / "c.pem").write_text(bob.cert_pem)
+    (tmp_path / "k.pem").write_text(bob.key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(lab.ca_file)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.check_hostname = False
+
+    def register_as(user: str) -> str:
+        with (
+            socket.create_connection((sbc.GOOD, lab.port), timeout=5) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            host, port = tls.getsockname()[:2]
+            request = (
+                f"REGISTER sip:{lab.domain} SIP/2.0\r\n"
+                f"Via: SIP/2.0/TLS {host}:{port};branch=z9hG4bK-{user}-1;rport\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:{user}@{lab.domain}>;tag=t1\r\n"
+                f"To: <sip:{user}@{lab.domain}>\r\n"
+                f"Call-ID: identity-{user}@test\r\n"
+                "CSeq: 1 REGISTER\r\n"
+                f"Contact: <sip:{user}@{host}:{port};transport=tls>\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            tls.sendall(request.encode())
+            return tls.recv(4096).decode().split("\r\n")[0]
+
+    assert register_as("alice") == "SIP/2.0 403 Certificate does not match user"
+    assert register_as("bob") == "SIP/2.0 401 Unauthorized"  # the control: own name -> digest
