@@ -137,7 +137,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report), flush=True)
     else:
         for key, value in report.items():
-            print(f"{key}: {value}")
+            shown = (
+                ", ".join(f"{k} {v}" for k, v in value.items())
+                if isinstance(value, dict)
+                else value
+            )
+            print(f"{key.replace('_', ' ')}: {shown}")
     return EXIT_OK if report["state"] == "ready" else EXIT_REFUSED
 
 

@@ -387,9 +387,13 @@ def human(state: dict[str, Any]) -> str:
         )
     if name == "call_ended":
         q = state.get("quality") or {}
+
+        def fig(key: str, unit: str) -> str:
+            return "n/a" if q.get(key) is None else f"{q[key]} {unit}"
+
         return (
-            f"call ended after {state['duration_s']} s (loss {q.get('loss_percent')} %, "
-            f"jitter {q.get('jitter_ms')} ms, rtt {q.get('rtt_ms')} ms)"
+            f"call ended after {state['duration_s']} s (loss {fig('loss_percent', '%')}, "
+            f"jitter {fig('jitter_ms', 'ms')}, round trip {fig('rtt_ms', 'ms')})"
         )
     rest = " ".join(f"{k}={v}" for k, v in state.items() if k not in ("state", "time"))
     return f"{name} {rest}".strip()
