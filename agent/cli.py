@@ -22,9 +22,42 @@ from typing import Any
 
 from agent import config as config_mod
 from agent import credentials, keystore
-from agent.service import Emit, Refused, Softphone, human
+from agent.service import Emit, Refused, Softphone
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+def human(state: dict[str, Any]) -> str:
+    """One line for a person reading the terminal."""
+    name = state["state"]
+    if "reason" in state:
+        return f"{name}: {state['reason']}"
+    if name == "registered":
+        sig = state.get("signaling") or {}
+        return (
+            f"registered as {state['account']} via {state['sbc']} "
+            f"({sig.get('tls_version')} {sig.get('cipher')})"
+        )
+    if name == "call_established":
+        sec = state["security"]
+        sig, med = sec["signaling"] or {}, sec["media"] or {}
+        return (
+            f"call established with {state['uri']}: signaling {sig.get('tls_version')} "
+            f"({sig.get('cipher')}) · media SRTP {med.get('crypto_suite')} "
+            f"({med.get('scope')}) · path {sec['path']}"
+        )
+    if name == "call_ended":
+        q = state.get("quality") or {}
+
+        def fig(key: str, unit: str) -> str:
+            return "n/a" if q.get(key) is None else f"{q[key]} {unit}"
+
+        return (
+            f"call ended after {state['duration_s']} s (loss {fig('loss_percent', '%')}, "
+            f"jitter {fig('jitter_ms', 'ms')}, round trip {fig('rtt_ms', 'ms')})"
+        )
+    rest = " ".join(f"{k}={v}" for k, v in state.items() if k not in ("state", "time"))
+    return f"{name} {rest}".strip()
 
 
 class _Stop(Exception):
@@ -46,12 +79,14 @@ def _softphone(args: argparse.Namespace, emit: Emit) -> Softphone:
     return Softphone(cfg, keystore.OsKeychain(), Pjsua2Engine(), emit)
 
 
-def _run(args: argparse.Namespace, body: Callable[[Softphone], int]) -> int:
+def _run(
+    args: argparse.Namespace, body: Callable[[Softphone], int], wait_for_path: bool = False
+) -> int:
     emit = _emitter(args.json)
     phone: Softphone | None = None
     try:
         phone = _softphone(args, emit)
-        phone.start()
+        phone.start(wait_for_path=wait_for_path)
         return body(phone)
     except Refused as exc:
         emit({"state": "refused", **exc.reason.as_dict()})
@@ -74,7 +109,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                 return EXIT_REFUSED
         return EXIT_OK
 
-    return _run(args, body)
+    return _run(args, body, wait_for_path=not args.once)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -104,7 +139,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
         established = [c for c in phone.finished_calls if c.established_at is not None]
         return EXIT_OK if len(established) == len(phone.finished_calls) else EXIT_REFUSED
 
-    return _run(args, body)
+    return _run(args, body, wait_for_path=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -113,7 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "account": cfg.account_id,
         "sbc": f"{cfg.sbc.host}:{cfg.sbc.port}",
-        "bind_address": str(cfg.bind_address),
+        "paths": list(cfg.paths),
         "srtp": "mandatory",
     }
     try:

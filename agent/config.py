@@ -8,11 +8,10 @@ typo in a security setting cannot leave the agent running with a default.
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_ID = "https://guardphone.example/schemas/agent-config.schema.json"
 
@@ -27,6 +26,8 @@ class _Strict(BaseModel):
 
 SipToken = Annotated[str, Field(pattern=r"^[A-Za-z0-9._~-]{1,64}$")]
 HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]{1,253}$")]
+SpkiPin = Annotated[str, Field(pattern=r"^sha256/[A-Za-z0-9+/]{43}=$")]
+PathName = Literal["wireguard", "sbc_mtls"]
 
 
 class Account(_Strict):
@@ -44,7 +45,41 @@ class Sbc(_Strict):
         description="Address or name the TLS connection goes to; the SBC certificate must name it."
     )
     port: int = Field(default=5061, ge=1, le=65535, description="TLS port of the SBC.")
-    ca_file: Path = Field(description="PEM file of the CA that issued the SBC certificate.")
+    ca_file: Path = Field(
+        description="PEM file of the CA that issued the SBC (and office registrar) certificate."
+    )
+    spki_pins: tuple[SpkiPin, ...] = Field(
+        default=(),
+        description="Accepted SBC public keys, 'sha256/' + base64 of the SPKI hash. Two during "
+        "a key rotation; empty means the CA and name are checked but no key is pinned.",
+    )
+
+
+class WireGuard(_Strict):
+    """The office tunnel path: the registrar inside the tunnel, and when the tunnel counts as up."""
+
+    interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=+-]{1,15}$")] = Field(
+        description="WireGuard interface name (as `wg show` knows it)."
+    )
+    registrar: HostName = Field(
+        description="Address of the office SBC/registrar inside the tunnel; the route to it must "
+        "leave through the tunnel interface."
+    )
+    port: int = Field(default=5061, ge=1, le=65535, description="TLS port of that registrar.")
+    handshake_max_age_s: int = Field(
+        default=180,
+        ge=5,
+        le=3600,
+        description="A handshake older than this means the tunnel is down (WireGuard rekeys "
+        "every 120 s while traffic flows).",
+    )
+    silence_max_s: int = Field(
+        default=15,
+        ge=2,
+        le=600,
+        description="Nothing received from the peer for this long means the tunnel is down "
+        "(needs persistent-keepalive shorter than this).",
+    )
 
 
 class Media(_Strict):
@@ -61,9 +96,16 @@ class AgentConfig(_Strict):
 
     version: Literal[1] = Field(description="Format version of this file.")
     account: Account
+    paths: tuple[PathName, ...] = Field(
+        default=("sbc_mtls",),
+        min_length=1,
+        max_length=2,
+        description="Protected paths allowed for calls, in order of preference. SIP and media "
+        "bind to the chosen path's local address.",
+    )
     sbc: Sbc
-    bind_address: IPv4Address | IPv6Address = Field(
-        description="Local address of the protected path; SIP and media bind only to it."
+    wireguard: WireGuard | None = Field(
+        default=None, description="The office tunnel; required when paths has 'wireguard'."
     )
     media: Media = Media()
     keychain_service: str = Field(
@@ -72,6 +114,14 @@ class AgentConfig(_Strict):
         max_length=64,
         description="Keychain service name under which the credentials are stored.",
     )
+
+    @model_validator(mode="after")
+    def _paths_are_configured(self) -> AgentConfig:
+        if len(set(self.paths)) != len(self.paths):
+            raise ValueError("paths: a path is listed twice")
+        if "wireguard" in self.paths and self.wireguard is None:
+            raise ValueError("paths: 'wireguard' is allowed but there is no wireguard section")
+        return self
 
     @property
     def account_id(self) -> str:
@@ -102,7 +152,7 @@ def parse(raw: Any, source: str = "<config>") -> AgentConfig:
         # JSON has no Path or IP type: let pydantic convert strings for those fields only.
         return AgentConfig.model_validate_json(json.dumps(raw))
     except ValidationError as exc:
-        problems = [f"{_key(err['loc'])}: {_message(err)}" for err in exc.errors()]
+        problems = [_problem(err) for err in exc.errors()]
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
@@ -110,11 +160,18 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def _problem(err: Any) -> str:
+    message = _message(err)
+    return f"{_key(err['loc'])}: {message}" if err["loc"] else message
+
+
 def _message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown setting (check the spelling; unknown keys are not ignored)"
     if err["type"] == "missing":
         return "required setting is missing"
+    if err["type"] == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
     return str(err["msg"])
 
 

@@ -39,6 +39,7 @@ CIPHERS = (0xC02B, 0xC02C, 0xC02F, 0xC030)
 DSCP_EF = 46  # media
 DSCP_CS3 = 24  # signaling
 TCP_NODELAY = (6, 1)  # IPPROTO_TCP, TCP_NODELAY: saves a 40 ms delayed-ACK wait per request
+SOL_SOCKET, SO_BINDTOIFINDEX = 1, 62  # Linux >= 5.0
 STATS_EVERY_S = 1.0
 
 _CALL_STATES = {
@@ -126,12 +127,8 @@ class Pjsua2Engine:
         for cipher in CIPHERS:
             ciphers.append(cipher)
         tls.ciphers = ciphers
-        nodelay = pj.SockOpt()
-        nodelay.level, nodelay.optName = TCP_NODELAY
-        nodelay.setOptValInt(1)
-        opts = pj.SockOptVector()
-        opts.append(nodelay)
-        tls.sockOptParams.sockOpts = opts
+        tls.sockOptParams.sockOpts = _sock_opts(pj, (*TCP_NODELAY, 1), settings.bind_ifindex)
+        tls.sockOptIgnoreError = False
         if settings.qos:
             _set_dscp(pj, tls.qosParams, DSCP_CS3)
             tls.qosIgnoreError = True
@@ -180,6 +177,10 @@ class Pjsua2Engine:
         med.transportConfig.port = 0
         if s.qos:
             _set_dscp(pj, med.transportConfig.qosParams, DSCP_EF)
+        # No SO_BINDTOIFINDEX for media: pjsua2 keeps a dangling pointer to the option value
+        # in the account config (seen as "127.0.0.1%if32656" in `ss -uap`), so RTP sockets
+        # would bind to a random interface. Media binds to the path's address; the gate's
+        # route watch tears calls down when the route moves.
         acc = Account()
         acc.create(acfg, True)
         self._acc = acc
@@ -189,20 +190,33 @@ class Pjsua2Engine:
             with contextlib.suppress(Exception):
                 self._acc.setRegistration(False)
 
-    def shutdown(self) -> None:
-        """Hang up, unregister and destroy pjsua2 without waiting on the network."""
+    def shutdown(self, send: bool = True) -> None:
+        """Destroy pjsua2 without waiting on the network.
+
+        send=True: hang up and unregister on the way out (a normal exit).
+        send=False: the path is gone, so nothing may be sent: no BYE, no un-REGISTER. The
+        sockets are bound to the path's interface, so a dropped Call's hang-up cannot leave
+        by another one, and libDestroy runs with PJSUA_DESTROY_NO_NETWORK.
+        """
         if self._ep is None:
             return
         ep, self._ep = self._ep, None
-        with contextlib.suppress(Exception):
-            ep.hangupAllCalls()
+        pj = self._pj
+        if send:
+            with contextlib.suppress(Exception):
+                ep.hangupAllCalls()
         self._calls.clear()
+        self._quality.clear()
+        self._stats_at.clear()
         gc.collect()  # a Call that outlives libDestroy aborts the process at exit
-        if self._acc is not None:
+        if self._acc is not None and send:
             with contextlib.suppress(Exception):
                 self._acc.shutdown()
-            self._acc = None
-        ep.libDestroy(self._pj.PJSUA_DESTROY_NO_RX_MSG)
+        ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG if send else pj.PJSUA_DESTROY_NO_NETWORK)
+        self._acc = None
+        self._transport_id = None
+        del ep
+        gc.collect()  # the Endpoint singleton must be gone before the next start()
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -346,6 +360,25 @@ class Pjsua2Engine:
             if not force and c.getInfo().state != self._pj.PJSIP_INV_STATE_CONFIRMED:
                 return
             self._quality[cid] = _quality(c.getStreamStat(0).rtcp)
+
+
+def _sock_opts(pj: Any, extra: tuple[int, int, int], ifindex: int | None) -> Any:
+    """Socket options as pjsua2 wants them; SO_BINDTOIFINDEX pins sockets to the path.
+
+    Binding to the path's address only chooses the source address; binding to its
+    interface index makes the kernel refuse to send by any other interface (ENODEV once
+    the interface is gone), which pjsip cannot do itself (it has no SO_BINDTODEVICE).
+    """
+    opts = pj.SockOptVector()
+    wanted = [extra]
+    if ifindex is not None:
+        wanted.append((SOL_SOCKET, SO_BINDTOIFINDEX, ifindex))
+    for level, name, value in wanted:
+        opt = pj.SockOpt()
+        opt.level, opt.optName = level, name
+        opt.setOptValInt(value)
+        opts.append(opt)
+    return opts
 
 
 def _set_dscp(pj: Any, qos: Any, dscp: int) -> None:

@@ -8,6 +8,7 @@ engine. Every state is handed to `emit` as one JSON-ready dict.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from cryptography import x509
 
 from agent import credentials, keystore, reasons
 from agent.config import AgentConfig
+from agent.gate import Verdict, decide
+from agent.observe import PathObserver
 from agent.reasons import Reason
 from agent.sip import (
     CallEnded,
@@ -33,6 +36,7 @@ from agent.sip import (
     TlsMaterial,
     TransportChanged,
 )
+from tunnel.netwatch import NetWatch, open_watch
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,16 @@ Emit = Callable[[dict[str, Any]], None]
 REGISTER_TIMEOUT_S = 15.0
 UNREGISTER_TIMEOUT_S = 1.0
 IDLE_POLL_S = 1.0  # pjsip wakes us earlier for its own timers and for any packet
+# While SIP runs, pjsip's wait is cut to this so a netlink change is acted on within it
+# (pjsip's poll cannot wait on our netlink socket): the bound on path-loss reaction time.
+TICK_S = 0.25
+RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
+RECHECK_SBC_S = 30.0
+
+
+NOT_CHECKED = Verdict(
+    None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
+)
 
 
 class Refused(Exception):
@@ -78,16 +92,26 @@ class Softphone:
         store: keystore.SecretStore,
         engine: SipEngine,
         emit: Emit,
+        observer: PathObserver | None = None,
+        netwatch: NetWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._store = store
         self._engine = engine
         self._emit = emit
+        self._observer = observer
+        self._netwatch = netwatch
         self._clock = clock
         self._state = _State()
         self._auto_answer = False
-        self._started = False
+        self._running = False  # the SIP engine is started (transports exist)
+        self._material: TlsMaterial | None = None
+        self._verdict = NOT_CHECKED
+        self._refusal_shown: tuple[str, ...] = ()
+        self._last_check = 0.0
+        self._recheck_s = RECHECK_WG_S if "wireguard" in config.paths else RECHECK_SBC_S
+        self._probe_again = True
         self.server = f"{config.sbc.host}:{config.sbc.port}"
 
     # -- checks before anything touches the network ----------------------------------------
@@ -109,53 +133,133 @@ class Softphone:
             creds.cert_pem, creds.key_pem, _read_ca(cfg.sbc.ca_file), creds.sip_password
         )
 
-    def settings(self) -> EngineSettings:
+    def settings(self, verdict: Verdict) -> EngineSettings:
         cfg = self.config
+        assert verdict.server is not None and verdict.local_address is not None
         return EngineSettings(
             user=cfg.account.user,
             domain=cfg.account.domain,
             display_name=cfg.account.display_name,
-            sbc_host=cfg.sbc.host,
-            sbc_port=cfg.sbc.port,
-            bind_address=str(cfg.bind_address),
+            sbc_host=verdict.server[0],
+            sbc_port=verdict.server[1],
+            bind_address=verdict.local_address,
             qos=cfg.media.qos,
             null_audio=cfg.media.audio == "null",
+            bind_ifindex=socket.if_nametoindex(verdict.interface) if verdict.interface else None,
         )
 
-    # -- registration --------------------------------------------------------------------
+    # -- the gate ------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = REGISTER_TIMEOUT_S) -> None:
-        """Check, connect and register; return once registered, raise Refused otherwise."""
+    def start(self, timeout_s: float = REGISTER_TIMEOUT_S, wait_for_path: bool = False) -> None:
+        """Check, then register once the gate allows a path.
+
+        Returns once registered. Raises Refused when the SBC refuses, when the time runs
+        out, or (unless `wait_for_path`) when the gate refuses.
+        """
         self._emit({"state": "checking", "account": self.config.account_id})
-        material = self.prepare()
-        self._emit({"state": "connecting", "sbc": self.server, "path": "sbc_mtls"})
-        self._engine.start(self.settings(), material)
-        self._started = True
-        self._engine.register()
+        self._material = self.prepare()
+        if self._observer is None:
+            self._observer = PathObserver(self.config)
+        if self._netwatch is None:
+            self._netwatch = open_watch()
+        self.check(probe=True)
         deadline = self._clock() + timeout_s
         while not self._state.registered:
             if self._state.failure is not None:
                 raise Refused(self._state.failure)
+            if not self._verdict.allowed and not wait_for_path:
+                raise Refused(self._verdict.reasons[0])
             remaining = deadline - self._clock()
-            if remaining <= 0:
+            if remaining <= 0 and not wait_for_path:
                 raise Refused(
                     Reason("sbc_timeout", f"The SBC at {self.server} did not answer in time.")
                 )
-            self.pump(min(remaining, 0.5))
+            self.pump(min(max(remaining, 0.05), 0.5) if not wait_for_path else IDLE_POLL_S)
+
+    def check(self, probe: bool = False) -> Verdict:
+        """Observe the paths, decide, and act on the verdict at once."""
+        assert self._observer is not None and self._material is not None
+        self._last_check = self._clock()
+        probe = probe or self._probe_again
+        self._probe_again = False
+        verdict = decide(self.config, self._observer.observe(self._material, probe_sbc=probe))
+        self._apply(verdict)
+        return verdict
+
+    def _apply(self, verdict: Verdict) -> None:
+        previous, self._verdict = self._verdict, verdict
+        if not verdict.allowed:
+            if self._running:
+                self._teardown("path_lost", "The protected path was lost: calls are paused.")
+            codes = tuple(r.code for r in verdict.reasons)
+            if codes != self._refusal_shown:
+                self._refusal_shown = codes
+                first = verdict.reasons[0]
+                self._emit(
+                    {
+                        "state": "refused",
+                        **first.as_dict(),
+                        "reasons": [r.as_dict() for r in verdict.reasons],
+                    }
+                )
+            return
+        self._refusal_shown = ()
+        if self._running and verdict.same_route(previous):
+            return
+        if self._running:
+            self._teardown("path_changed", "The protected path changed: reconnecting.")
+        assert self._material is not None and verdict.server is not None
+        self.server = f"{verdict.server[0]}:{verdict.server[1]}"
+        self._emit(
+            {
+                "state": "connecting",
+                "sbc": self.server,
+                "path": verdict.path,
+                "local_address": verdict.local_address,
+            }
+        )
+        self._state.failure = None
+        self._engine.start(self.settings(verdict), self._material)
+        self._running = True
+        self._engine.register()
+
+    def _teardown(self, code: str, text: str) -> None:
+        """Stop SIP at once without sending anything: the path may lead anywhere now."""
+        self._engine.shutdown(send=False)
+        self._running = False
+        self._state.tls = None
+        for record in list(self._state.calls.values()):
+            self._state.calls.pop(record.call_id)
+            record.ended = True
+            self._state.finished_calls.append(record)
+            self._emit(
+                {
+                    "state": "call_ended" if record.established_at else "call_failed",
+                    "uri": record.remote,
+                    "code": code,
+                    "reason": text,
+                }
+            )
+        if self._state.registered:
+            self._state.registered = False
+            self._emit({"state": "unregistered", "code": code, "reason": text})
 
     def stop(self) -> None:
         """Unregister (waiting at most a second) and release the engine. Idempotent."""
-        if not self._started:
+        if self._netwatch is not None:
+            self._netwatch.close()
+            self._netwatch = None
+        if not self._running:
             return
-        self._started = False
+        self._running = False
         if self._state.registered:
             self._engine.unregister()
             deadline = self._clock() + UNREGISTER_TIMEOUT_S
             while self._state.registered and self._clock() < deadline:
-                self.pump(0.05)
+                self._pump_engine(0.05)
         for call in list(self._state.calls.values()):
             self._engine.hangup(call.call_id)
-        self._engine.shutdown()
+        self._engine.shutdown(send=True)
         if self._state.registered:
             self._state.registered = False
             self._emit({"state": "unregistered", "reason": "shutdown (no answer in time)"})
@@ -179,6 +283,10 @@ class Softphone:
     # -- calls ---------------------------------------------------------------------------
 
     def call(self, uri: str) -> CallRecord:
+        if self._running and self._observer is not None:
+            self.check()  # the path is checked again right before every outgoing call
+        if not self._verdict.allowed:
+            raise Refused(self._verdict.reasons[0])
         if not self._state.registered:
             raise Refused(Reason("not_registered", "Not registered: calls are paused."))
         self._emit({"state": "calling", "uri": uri})
@@ -195,6 +303,20 @@ class Softphone:
     # -- the event loop ------------------------------------------------------------------
 
     def pump(self, timeout_s: float = IDLE_POLL_S) -> None:
+        """Wait for SIP or network events (at most `timeout_s`) and act on them."""
+        if self._running:
+            self._pump_engine(min(timeout_s, TICK_S))
+            changed = self._netwatch.changed() if self._netwatch is not None else False
+        else:
+            changed = (
+                self._netwatch.wait(min(timeout_s, self._recheck_s)) if self._netwatch else False
+            )
+        if self._material is None:
+            return
+        if changed or self._probe_again or self._clock() - self._last_check >= self._recheck_s:
+            self.check(probe=changed)
+
+    def _pump_engine(self, timeout_s: float) -> None:
         for event in self._engine.poll(timeout_s):
             self.handle(event)
 
@@ -249,6 +371,9 @@ class Softphone:
             reason = reasons.transport_failure(event, self.server, tls_seen=s.tls is not None)
             if s.registered:
                 s.registered = False
+                self._probe_again = True  # prove the path again before pjsip reconnects
+                if self._observer is not None:
+                    self._observer.forget_sbc()
                 self._emit({"state": "unregistered", **reason.as_dict()})
             elif s.failure is None or s.failure.code == reasons.GENERIC_CONNECTION_FAILURE:
                 # pjsip reports a cancelled connect before the certificate verdict: keep the
@@ -265,7 +390,7 @@ class Softphone:
                         "state": "registered",
                         "account": self.config.account_id,
                         "sbc": self.server,
-                        "path": "sbc_mtls",
+                        "path": self._verdict.path,
                         "expires": event.expires,
                         "signaling": _signaling(s.tls),
                     }
@@ -324,7 +449,7 @@ class Softphone:
         """What protected this call, as observed on the live connection and stream."""
         media = record.media
         return {
-            "path": "sbc_mtls",
+            "path": self._verdict.path,
             "signaling": _signaling(self._state.tls),
             "media": None
             if media is None
@@ -364,36 +489,3 @@ def _read_ca(path: Path) -> str:
             Reason("ca_invalid", f"{path}: the SBC's CA certificate file is missing or unreadable.")
         ) from None
     return pem
-
-
-def human(state: dict[str, Any]) -> str:
-    """One line for a person reading the terminal."""
-    name = state["state"]
-    if "reason" in state:
-        return f"{name}: {state['reason']}"
-    if name == "registered":
-        sig = state.get("signaling") or {}
-        return (
-            f"registered as {state['account']} via {state['sbc']} "
-            f"({sig.get('tls_version')} {sig.get('cipher')})"
-        )
-    if name == "call_established":
-        sec = state["security"]
-        sig, med = sec["signaling"] or {}, sec["media"] or {}
-        return (
-            f"call established with {state['uri']}: signaling {sig.get('tls_version')} "
-            f"({sig.get('cipher')}) · media SRTP {med.get('crypto_suite')} "
-            f"({med.get('scope')}) · path {sec['path']}"
-        )
-    if name == "call_ended":
-        q = state.get("quality") or {}
-
-        def fig(key: str, unit: str) -> str:
-            return "n/a" if q.get(key) is None else f"{q[key]} {unit}"
-
-        return (
-            f"call ended after {state['duration_s']} s (loss {fig('loss_percent', '%')}, "
-            f"jitter {fig('jitter_ms', 'ms')}, round trip {fig('rtt_ms', 'ms')})"
-        )
-    rest = " ".join(f"{k}={v}" for k, v in state.items() if k not in ("state", "time"))
-    return f"{name} {rest}".strip()

@@ -36,7 +36,7 @@ def main() -> int:
     epc.logConfig.consoleLevel = 0
     ep.libInit(epc)
     tc = pj.TransportConfig()
-    tc.boundAddress = str(cfg.bind_address)
+    tc.boundAddress = "127.0.0.1"
     tls = tc.tlsConfig
     tls.CaBuf, tls.certBuf, tls.privKeyBuf = material.ca_pem, material.cert_pem, material.key_pem
     tls.method = pj.PJSIP_TLSV1_2_METHOD
@@ -83,7 +83,7 @@ def main() -> int:
         pj.AuthCredInfo("digest", cfg.account.domain, cfg.account.user, 0, material.sip_password)
     )
     ac.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
-    ac.mediaConfig.transportConfig.boundAddress = str(cfg.bind_address)
+    ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acc = Account()
     acc.create(ac)
     deadline = time.monotonic() + 20

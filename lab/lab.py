@@ -18,6 +18,7 @@ from typing import Any
 
 from agent import keystore
 from lab import pki, sbc
+from tunnel.sbc import spki_pin
 
 DOMAIN = "lab.guardphone.test"
 SBC_NAME = "sbc.lab.guardphone.test"
@@ -110,7 +111,10 @@ def up(directory: Path, store: keystore.SecretStore, port: int = DEFAULT_PORT) -
         )
         ha1s[name] = sbc.ha1(name, DOMAIN, password)
         config = directory / "agents" / f"{name}.json"
-        config.write_text(json.dumps(agent_config(name, port, files.device_ca), indent=2) + "\n")
+        pins = (spki_pin(good.cert),)
+        config.write_text(
+            json.dumps(agent_config(name, port, files.device_ca, pins=pins), indent=2) + "\n"
+        )
         users.append(LabUser(name, f"sip:{account}", str(config)))
 
     tls_cfg = _write(directory / "tls.cfg", sbc.render_tls_cfg(files, port))
@@ -149,13 +153,15 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
     return was_up
 
 
-def agent_config(user: str, port: int, ca_file: Path, host: str = sbc.GOOD) -> dict[str, Any]:
+def agent_config(
+    user: str, port: int, ca_file: Path, host: str = sbc.GOOD, pins: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """An agent config for a lab user (documented in schemas/agent-config.schema.json)."""
     return {
         "version": 1,
         "account": {"user": user, "domain": DOMAIN, "display_name": user.capitalize()},
-        "sbc": {"host": host, "port": port, "ca_file": str(ca_file)},
-        "bind_address": "127.0.0.1",
+        "paths": ["sbc_mtls"],
+        "sbc": {"host": host, "port": port, "ca_file": str(ca_file), "spki_pins": list(pins)},
         "media": {"qos": True, "audio": "auto"},
         "keychain_service": KEYCHAIN_SERVICE,
     }

@@ -31,7 +31,7 @@ def main() -> int:
     epc.logConfig.consoleLevel = 0
     ep.libInit(epc)
     tc = pj.TransportConfig()
-    tc.boundAddress = str(cfg.bind_address)
+    tc.boundAddress = "127.0.0.1"
     tc.tlsConfig.CaBuf = material.ca_pem
     tc.tlsConfig.certBuf = material.cert_pem
     tc.tlsConfig.privKeyBuf = material.key_pem
@@ -72,7 +72,7 @@ def main() -> int:
     )
     ac.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_DISABLED
     ac.mediaConfig.srtpSecureSignaling = 0
-    ac.mediaConfig.transportConfig.boundAddress = str(cfg.bind_address)
+    ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acc = Account()
     acc.create(ac)
 

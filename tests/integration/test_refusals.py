@@ -158,7 +158,7 @@ def test_client_certificate_from_rogue_ca_is_refused_by_sbc(
     assert rc == 1
     last = refused(lines)
     assert last["code"] == "client_cert_refused"
-    assert "does not accept it" in last["reason"]
+    assert "refused this device's certificate" in last["reason"]
 
 
 def test_expired_device_certificate_is_refused_locally(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from agent.gate import Observations, SbcSeen
 from agent.sip import EngineSettings, SipEvent, TlsMaterial
 
 
@@ -59,8 +62,40 @@ class ScriptedEngine:
     def versions(self) -> dict[str, str]:
         return {}
 
-    def shutdown(self) -> None:
-        self.calls.append(("shutdown", None))
+    def shutdown(self, send: bool = True) -> None:
+        self.calls.append(("shutdown", send))
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
+
+
+class FixedObserver:
+    """Reports whatever the test set in `sbc` (default: a proven SBC path on loopback)."""
+
+    def __init__(self) -> None:
+        self.sbc: SbcSeen | None = SbcSeen(None, True, "ok", "fine", time.time(), "127.0.0.1", "lo")
+        self.probes = 0
+
+    def observe(self, material: TlsMaterial, probe_sbc: bool) -> Observations:
+        self.probes += probe_sbc
+        now = time.time()
+        sbc = None if self.sbc is None else SbcSeen(**{**self.sbc.__dict__, "checked_at": now})
+        return Observations(now, None, sbc)
+
+    def forget_sbc(self) -> None:
+        pass
+
+
+class QuietNetWatch:
+    def __init__(self) -> None:
+        self.change = False
+
+    def wait(self, timeout_s: float) -> bool:
+        return self.changed()
+
+    def changed(self) -> bool:
+        seen, self.change = self.change, False
+        return seen
+
+    def close(self) -> None:
+        pass

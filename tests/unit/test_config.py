@@ -17,7 +17,6 @@ def valid() -> dict[str, Any]:
         "version": 1,
         "account": {"user": "alice", "domain": "example.com"},
         "sbc": {"host": "sbc.example.com", "port": 5061, "ca_file": "/etc/guardphone/ca.pem"},
-        "bind_address": "10.8.0.2",
     }
 
 
@@ -26,7 +25,7 @@ def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     path.write_text(json.dumps(valid()))
     cfg = config.load(path)
     assert cfg.account_id == "alice@example.com"
-    assert str(cfg.bind_address) == "10.8.0.2"
+    assert cfg.paths == ("sbc_mtls",)
     assert cfg.sbc.ca_file == Path("/etc/guardphone/ca.pem")
     assert cfg.media.qos is True
     assert cfg.keychain_service == "guardphone"
@@ -38,8 +37,10 @@ def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
         (lambda d: d["sbc"].update(port=70000), "sbc.port: Input should be less than or equal"),
         (lambda d: d["sbc"].update(port="5061"), "sbc.port: Input should be a valid integer"),
         (lambda d: d["sbc"].update(verify_server=False), "sbc.verify_server: unknown setting"),
-        (lambda d: d.pop("bind_address"), "bind_address: required setting is missing"),
-        (lambda d: d.update(bind_address="not-an-ip"), "bind_address"),
+        (lambda d: d.pop("sbc"), "sbc: required setting is missing"),
+        (lambda d: d.update(paths=["wireguard"]), "paths: 'wireguard' is allowed but there is no"),
+        (lambda d: d.update(paths=["carrier-pigeon"]), "paths.0: Input should be"),
+        (lambda d: d["sbc"].update(spki_pins=["md5/abc"]), "sbc.spki_pins.0: String should match"),
         (lambda d: d["account"].update(user="al ice"), "account.user: String should match"),
         (lambda d: d.update(version=2), "version: Input should be 1"),
         (

@@ -21,7 +21,7 @@ from agent.sip import (
     TransportChanged,
 )
 from lab import pki
-from tests.unit.fakes import MemoryKeychain, ScriptedEngine
+from tests.unit.fakes import FixedObserver, MemoryKeychain, QuietNetWatch, ScriptedEngine
 
 CA = pki.make_ca("Unit CA")
 GOOD_TLS = TlsFacts("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", True, 0, ("OK",), "sbc", "a", "b")
@@ -44,7 +44,6 @@ def make(
             "version": 1,
             "account": {"user": "alice", "domain": "example.com"},
             "sbc": {"host": "127.0.0.1", "port": 5061, "ca_file": str(ca_file)},
-            "bind_address": "127.0.0.1",
         }
     )
     store = MemoryKeychain()
@@ -56,7 +55,16 @@ def make(
         keystore.Credentials(device.key_pem, device.cert_pem, "pw"),
     )
     states: list[dict[str, Any]] = []
-    return Softphone(cfg, store, engine, states.append, clock=FakeClock()), states
+    phone = Softphone(
+        cfg,
+        store,
+        engine,
+        states.append,
+        observer=FixedObserver(),  # type: ignore[arg-type]
+        netwatch=QuietNetWatch(),
+        clock=FakeClock(),
+    )
+    return phone, states
 
 
 class FakeClock:
@@ -76,6 +84,7 @@ def test_registers_and_reports_tls(ca_file: Path) -> None:
     assert [s["state"] for s in states] == ["checking", "connecting", "registered"]
     assert states[-1]["signaling"]["tls_version"] == "TLSv1.2"
     assert engine.settings is not None and engine.settings.bind_address == "127.0.0.1"
+    assert engine.settings.bind_ifindex == 1  # lo
 
 
 @pytest.mark.parametrize("cn", ["bob"])
@@ -193,5 +202,5 @@ def test_stop_unregisters_then_shuts_down(ca_file: Path) -> None:
     phone, states = make(ca_file, engine)
     phone.start()
     phone.stop()
-    assert engine.names()[-2:] == ["unregister", "shutdown"]
+    assert engine.calls[-2:] == [("unregister", None), ("shutdown", True)]
     assert states[-1] == {"state": "unregistered", "reason": "unregistered on request"}
