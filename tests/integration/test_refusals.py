@@ -231,6 +231,19 @@ def test_no_secret_service_is_refused_in_one_sentence(lab: Any, env: dict[str, s
     assert [line["state"] for line in lines] == ["refused"]
 
 
+def test_wrong_sbc_pin_is_refused_before_registering(
+    lab: Any, env: dict[str, str], write_config: Callable[..., Path]
+) -> None:
+    cfg = lab_mod.agent_config(
+        "alice", lab.port, Path(lab.ca_file), pins=("sha256/" + "C" * 43 + "=",)
+    )
+    rc, lines, _ = run_agent(write_config(cfg), "register", "--once", env=env)
+    assert rc == 1
+    last = refused(lines)
+    assert last["code"] == "pin_mismatch"
+    assert [line["state"] for line in lines] == ["checking", "refused"]  # pjsip never started
+
+
 def test_capture_holds_no_sip_in_clear(capture: Path, lab: Any) -> None:
     """Runs last in this module: everything above went over TLS or nowhere."""
     time.sleep(0.5)  # let tshark flush the last packets of the tests above
