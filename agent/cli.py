@@ -89,7 +89,8 @@ def _run(
         phone.start(wait_for_path=wait_for_path)
         return body(phone)
     except Refused as exc:
-        emit({"state": "refused", **exc.reason.as_dict()})
+        if not exc.reported:
+            emit({"state": "refused", **exc.reason.as_dict()})
         return EXIT_REFUSED
     except keystore.KeychainError as exc:
         emit({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})

@@ -59,9 +59,10 @@ NOT_CHECKED = Verdict(
 class Refused(Exception):
     """The agent will not (or could not) register or call; `reason` says why."""
 
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, reported: bool = False) -> None:
         super().__init__(reason.text)
         self.reason = reason
+        self.reported = reported  # already emitted as a "refused" state
 
 
 @dataclass
@@ -168,7 +169,7 @@ class Softphone:
             if self._state.failure is not None:
                 raise Refused(self._state.failure)
             if not self._verdict.allowed and not wait_for_path:
-                raise Refused(self._verdict.reasons[0])
+                raise Refused(self._verdict.reasons[0], reported=True)
             remaining = deadline - self._clock()
             if remaining <= 0 and not wait_for_path:
                 raise Refused(
