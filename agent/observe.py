@@ -17,9 +17,9 @@ from agent.config import AgentConfig
 from agent.gate import Observations, SbcSeen, WireGuardSeen
 from agent.reasons import Reason
 from agent.sip import TlsMaterial
-from tunnel.route import RouteError, RouteTable
+from tunnel.route import Route, RouteError, RouteTable
 from tunnel.sbc import ProbeResult, ProbeTarget, probe
-from tunnel.wireguard import WireGuard, WireGuardError
+from tunnel.wireguard import Peer, WireGuard, WireGuardError
 
 log = logging.getLogger(__name__)
 DSCP_CS3 = 24
@@ -41,6 +41,7 @@ class PathObserver:
         prober: Prober = probe,
         link_state: Callable[[str], bool | None] = link_is_up,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._cfg = config
         self._wg = wireguard or WireGuard()
@@ -48,6 +49,7 @@ class PathObserver:
         self._probe = prober
         self._link = link_state
         self._clock = clock
+        self._sleep = sleep
         self._rx: tuple[int, float] | None = None  # (rx bytes, when they last changed)
         self._sbc: SbcSeen | None = None
 
@@ -77,9 +79,7 @@ class PathObserver:
             self._rx = None
             return WireGuardSeen(name, error=Reason(exc.code, str(exc)))
         except RouteError as exc:
-            return WireGuardSeen(
-                name, error=Reason("route_" + exc.code.removeprefix("route_"), str(exc))
-            )
+            return WireGuardSeen(name, error=Reason(exc.code, str(exc)))
         except Exception as exc:
             log.exception("observing the tunnel failed")
             return WireGuardSeen(
@@ -95,10 +95,20 @@ class PathObserver:
                 error=Reason("wg_no_peer", f"The tunnel {name} has no peer for {wg.registrar}."),
             )
         peer = peers[0]
-        if self._rx is None or self._rx[0] != peer.rx_bytes:
-            # First sight counts only from the handshake; later, any new byte is a sign of life.
-            heard = now if self._rx is not None else float(peer.latest_handshake)
-            self._rx = (peer.rx_bytes, heard)
+        if self._rx is None:
+            # First sight: the handshake is the last sign of life we know of. If that is
+            # already too old to call the peer alive, watch one keepalive interval for bytes.
+            self._rx = (peer.rx_bytes, float(peer.latest_handshake))
+            if (
+                peer.keepalive_s
+                and peer.latest_handshake
+                and (now - peer.latest_handshake > wg.silence_max_s)
+            ):
+                self._sleep(min(peer.keepalive_s + 0.3, float(wg.silence_max_s)))
+                peer = self._again(name, peer)
+                now = self._clock()
+        if self._rx[0] != peer.rx_bytes:
+            self._rx = (peer.rx_bytes, now)  # any new byte from the peer is a sign of life
         return WireGuardSeen(
             name,
             link_up=link,
@@ -107,6 +117,13 @@ class PathObserver:
             route_device=route.device,
             route_source=route.source,
         )
+
+    def _again(self, name: str, before: Peer) -> Peer:
+        try:
+            peers = self._wg.show(name).peers
+        except WireGuardError:
+            return before
+        return next((p for p in peers if p.public_key == before.public_key), before)
 
     def _probe_sbc(self, material: TlsMaterial, now: float) -> SbcSeen:
         cfg = self._cfg
@@ -134,7 +151,22 @@ class PathObserver:
             )
         )
         log.info("sbc probe: %s %s", result.code, result.latency_ms)
-        return SbcSeen(None, result.ok, result.code, result.detail, now, route.source, route.device)
+        return SbcSeen(
+            None, result.ok, result.code, result.detail, now, route.source, _egress(route)
+        )
+
+
+def _egress(route: Route) -> str:
+    """The interface sockets must be bound to for this route.
+
+    For one of our own addresses the kernel answers "local ... dev lo", but a socket bound
+    to lo cannot reach an address that lives on another interface: bind to its owner.
+    """
+    if route.kind == "local" and route.source:
+        for name, addrs in psutil.net_if_addrs().items():
+            if any(a.address == route.source for a in addrs):
+                return str(name)
+    return route.device
 
 
 def _resolve(host: str) -> str:

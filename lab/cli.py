@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import keystore
-from lab import lab, sbc
+from lab import lab, net, sbc
 
 
 def default_dir() -> Path:
@@ -25,6 +25,11 @@ def add_lab_commands(sub: Any) -> None:
     up.add_argument("--dir", type=Path, default=None, help="lab directory")
     up.add_argument("--port", type=int, default=lab.DEFAULT_PORT, help="SBC TLS port")
     up.add_argument("--json", action="store_true", help="print the lab as one JSON object")
+    up.add_argument(
+        "--net",
+        action="store_true",
+        help="also build the laptop/office/hotel namespaces and the WireGuard tunnel (root)",
+    )
     up.set_defaults(func=cmd_lab_up)
     down = lsub.add_parser("down", help="stop the lab and remove its users from the keychain")
     down.add_argument("--dir", type=Path, default=None, help="lab directory")
@@ -34,8 +39,8 @@ def add_lab_commands(sub: Any) -> None:
 def cmd_lab_up(args: argparse.Namespace) -> int:
     directory = args.dir or default_dir()
     try:
-        state = lab.up(directory, keystore.OsKeychain(), port=args.port)
-    except (keystore.KeychainError, sbc.LabError) as exc:
+        state = lab.up(directory, keystore.OsKeychain(), port=args.port, with_net=args.net)
+    except (keystore.KeychainError, sbc.LabError, net.NetError) as exc:
         print(f"guardphone lab: not started: {exc}", file=sys.stderr)
         return 1
     if args.json:
@@ -48,6 +53,10 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
                     "users": [
                         {"name": u.name, "uri": u.uri, "config": u.config} for u in state.users
                     ],
+                    "net_users": [
+                        {"name": u.name, "uri": u.uri, "config": u.config, "netns": u.netns}
+                        for u in state.net_users or []
+                    ],
                 }
             )
         )
@@ -58,6 +67,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         )
         for u in state.users:
             print(f"  {u.name:6} {u.uri:32} config {u.config}")
+        for u in state.net_users or []:
+            print(f"  {u.name:6} {u.uri:32} config {u.config} (run in netns {u.netns})")
     return 0
 
 

@@ -12,12 +12,12 @@ import datetime as dt
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agent import keystore
-from lab import pki, sbc
+from lab import net, pki, sbc
 from tunnel.sbc import spki_pin
 
 DOMAIN = "lab.guardphone.test"
@@ -32,6 +32,7 @@ class LabUser:
     name: str
     uri: str
     config: str
+    netns: str | None = None  # run the agent inside this network namespace
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class LabState:
     ca_file: str
     rogue_ca_file: str
     users: list[LabUser]
+    # With the network (`lab up --net`): Kamailio in the office namespace, and agent configs
+    # that run inside the laptop (alice, carol) or the office (bob) namespaces.
+    net_prefix: str | None = None
+    office_kamailio_pid: int | None = None
+    office_kamailio_cfg: str | None = None
+    net_users: list[LabUser] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,11 +66,24 @@ def read_state(directory: Path) -> LabState | None:
     except (OSError, ValueError):
         return None
     raw["users"] = [LabUser(**u) for u in raw["users"]]
+    if raw.get("net_users"):
+        raw["net_users"] = [LabUser(**u) for u in raw["net_users"]]
     return LabState(**raw)
 
 
-def up(directory: Path, store: keystore.SecretStore, port: int = DEFAULT_PORT) -> LabState:
-    """Start the lab (idempotent: a running lab in `directory` is returned as it is)."""
+def up(
+    directory: Path,
+    store: keystore.SecretStore,
+    port: int = DEFAULT_PORT,
+    with_net: bool = False,
+    prefix: str = "gp",
+) -> LabState:
+    """Start the lab (idempotent: a running lab in `directory` is returned as it is).
+
+    `with_net` also builds the namespaces and the WireGuard tunnel (lab/net.py, root only)
+    and a second Kamailio in the office namespace, listening on the tunnel address and on
+    the office's "internet" address.
+    """
     existing = read_state(directory)
     if existing and sbc._is_ours(existing.kamailio_pid, Path(existing.kamailio_cfg)):
         return existing
@@ -74,7 +94,13 @@ def up(directory: Path, store: keystore.SecretStore, port: int = DEFAULT_PORT) -
     ca = pki.make_ca("guardphone Lab CA")
     rogue = pki.make_ca("Rogue CA", org="not the company")
     now = dt.datetime.now(dt.UTC)
-    good = pki.issue(ca, SBC_NAME, server=True, ips=(sbc.GOOD,), dns=(SBC_NAME,))
+    good = pki.issue(
+        ca,
+        SBC_NAME,
+        server=True,
+        ips=(sbc.GOOD, net.TUNNEL["office"], net.HOSTS["office"]),
+        dns=(SBC_NAME,),
+    )
     expired = pki.issue(
         ca,
         SBC_NAME,
@@ -134,6 +160,15 @@ def up(directory: Path, store: keystore.SecretStore, port: int = DEFAULT_PORT) -
         str(rogue_ca_file),
         users,
     )
+    if with_net:
+        try:
+            office_tls = _write(
+                directory / "tls-office.cfg", sbc.render_tls_cfg(files, port, impostors=False)
+            )
+            state = _up_net(state, directory, prefix, office_tls, ha1s, (spki_pin(good.cert),))
+        except Exception:
+            sbc.stop(pid, kam_cfg)
+            raise
     state_path(directory).write_text(json.dumps(state.to_json(), indent=2) + "\n")
     return state
 
@@ -144,6 +179,10 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
     if state is None:
         return False
     was_up = sbc.stop(state.kamailio_pid, Path(state.kamailio_cfg))
+    if state.office_kamailio_pid and state.office_kamailio_cfg:
+        sbc.stop(state.office_kamailio_pid, Path(state.office_kamailio_cfg))
+    if state.net_prefix:
+        net.down(directory, state.net_prefix)
     if store is not None:
         for user in state.users:
             keystore.delete_credentials(store, KEYCHAIN_SERVICE, f"{user.name}@{state.domain}")
@@ -151,6 +190,68 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
     for key in directory.glob("*.key"):
         key.unlink()
     return was_up
+
+
+def _up_net(
+    state: LabState,
+    directory: Path,
+    prefix: str,
+    tls_cfg: Path,
+    ha1s: dict[str, str],
+    pins: tuple[str, ...],
+) -> LabState:
+    names = net.Names(prefix)
+    net.up(directory, prefix)
+    office_ns = names.ns("office")
+    cfg = _write(
+        directory / "kamailio-office.cfg",
+        sbc.render_kamailio_cfg(
+            DOMAIN,
+            state.port,
+            tls_cfg,
+            ha1s,
+            addresses=(net.TUNNEL["office"], net.HOSTS["office"]),
+        ),
+        secret=True,
+    )
+    try:
+        pid = sbc.start(
+            cfg,
+            directory / "kamailio-office.pid",
+            directory / "kamailio-office.log",
+            state.port,
+            netns=office_ns,
+            probe_host=net.TUNNEL["office"],
+        )
+    except Exception:
+        net.down(directory, prefix)
+        raise
+    ca = Path(state.ca_file)
+    users = []
+    for name in ("alice", "carol"):
+        data = agent_config(name, state.port, ca, host=net.HOSTS["office"], pins=pins)
+        data["paths"] = ["wireguard", "sbc_mtls"]
+        data["wireguard"] = {
+            "interface": names.wg("laptop"),
+            "registrar": net.TUNNEL["office"],
+            "port": state.port,
+            "handshake_max_age_s": 180,
+            "silence_max_s": 3,  # keepalive is 1 s in the lab
+        }
+        path = directory / "agents" / f"{name}-laptop.json"
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        users.append(LabUser(name, f"sip:{name}@{DOMAIN}", str(path), names.ns("laptop")))
+    office = agent_config("bob", state.port, ca, host=net.TUNNEL["office"], pins=pins)
+    path = directory / "agents" / "bob-office.json"
+    path.write_text(json.dumps(office, indent=2) + "\n")
+    users.append(LabUser("bob", f"sip:bob@{DOMAIN}", str(path), office_ns))
+    return replace(
+        state,
+        net_prefix=prefix,
+        office_kamailio_pid=pid,
+        office_kamailio_cfg=str(cfg),
+        net_users=users,
+    )
 
 
 def agent_config(

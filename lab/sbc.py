@@ -50,7 +50,9 @@ def module_dir() -> Path:
     return Path("/usr/lib") / multiarch / "kamailio" / "modules"
 
 
-def render_tls_cfg(files: SbcFiles, port: int) -> str:
+def render_tls_cfg(files: SbcFiles, port: int, impostors: bool = True) -> str:
+    """tls.cfg; `impostors` adds the expired and rogue servers (loopback lab only)."""
+
     def server(section: str, cert: Path, key: Path) -> str:
         return (
             f"[server:{section}]\n"
@@ -63,17 +65,28 @@ def render_tls_cfg(files: SbcFiles, port: int) -> str:
             f"cipher_list = {CIPHERS}\n\n"
         )
 
+    extra = (
+        server(f"{EXPIRED}:{port}", files.expired_cert, files.expired_key)
+        + server(f"{ROGUE}:{port}", files.rogue_cert, files.rogue_key)
+        if impostors
+        else ""
+    )
     return (
         server("default", files.good_cert, files.good_key)
-        + server(f"{EXPIRED}:{port}", files.expired_cert, files.expired_key)
-        + server(f"{ROGUE}:{port}", files.rogue_cert, files.rogue_key)
+        + extra
         + "[client:default]\nverify_certificate = no\nrequire_certificate = no\n"
     )
 
 
-def render_kamailio_cfg(domain: str, port: int, tls_cfg: Path, ha1s: dict[str, str]) -> str:
+def render_kamailio_cfg(
+    domain: str,
+    port: int,
+    tls_cfg: Path,
+    ha1s: dict[str, str],
+    addresses: tuple[str, ...] = (GOOD, NAME_MISMATCH, EXPIRED, ROGUE),
+) -> str:
     template = resources.files("lab").joinpath("templates/kamailio.cfg").read_text()
-    listen = "\n".join(f"listen=tls:{ip}:{port}" for ip in (GOOD, NAME_MISMATCH, EXPIRED, ROGUE))
+    listen = "\n".join(f"listen=tls:{ip}:{port}" for ip in addresses)
     entries = "\n".join(f'    $sht(ha1=>{user}) = "{h}";' for user, h in sorted(ha1s.items()))
     return template.format(
         domain=domain,
@@ -84,8 +97,20 @@ def render_kamailio_cfg(domain: str, port: int, tls_cfg: Path, ha1s: dict[str, s
     )
 
 
-def start(cfg: Path, pidfile: Path, logfile: Path, port: int, timeout: float = 10.0) -> int:
-    """Start Kamailio in the foreground of its own session; return its PID once it listens."""
+def start(
+    cfg: Path,
+    pidfile: Path,
+    logfile: Path,
+    port: int,
+    timeout: float = 10.0,
+    netns: str | None = None,
+    probe_host: str = GOOD,
+) -> int:
+    """Start Kamailio in the foreground of its own session; return its PID once it listens.
+
+    With `netns`, it runs inside that network namespace (`ip netns exec` execs, so the PID
+    is Kamailio's own).
+    """
     if not Path("/usr/sbin/kamailio").exists():
         raise LabError("Kamailio is not installed: run `make deps` (Debian package kamailio).")
     check = subprocess.run(
@@ -93,9 +118,11 @@ def start(cfg: Path, pidfile: Path, logfile: Path, port: int, timeout: float = 1
     )
     if check.returncode != 0:
         raise LabError(f"Kamailio rejected {cfg}:\n{check.stderr[-2000:]}")
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     with logfile.open("ab") as log:
         proc = subprocess.Popen(
             [
+                *prefix,
                 "/usr/sbin/kamailio",
                 "-f",
                 str(cfg),
@@ -118,14 +145,22 @@ def start(cfg: Path, pidfile: Path, logfile: Path, port: int, timeout: float = 1
         if proc.poll() is not None:
             tail = logfile.read_text(errors="replace")[-2000:]
             raise LabError(f"Kamailio exited with {proc.returncode}:\n{tail}")
-        if _listening(GOOD, port):
+        if _listening(probe_host, port, netns):
             return proc.pid
         time.sleep(0.05)
     stop(proc.pid, cfg)
-    raise LabError(f"Kamailio did not listen on {GOOD}:{port} within {timeout:.0f} s")
+    raise LabError(f"Kamailio did not listen on {probe_host}:{port} within {timeout:.0f} s")
 
 
-def _listening(host: str, port: int) -> bool:
+def _listening(host: str, port: int, netns: str | None = None) -> bool:
+    if netns:
+        done = subprocess.run(
+            ["ip", "netns", "exec", netns, "ss", "-Hltn", f"src {host}:{port}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return bool(done.stdout.strip())
     try:
         with socket.create_connection((host, port), timeout=0.2):
             return True

@@ -39,7 +39,15 @@ class SecretService:
         }
         base = {**os.environ, **self.env}
         self._bus = subprocess.Popen(
-            ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1"],
+            # A socket path, not an abstract socket: agents in lab namespaces reach it too.
+            [
+                "dbus-daemon",
+                "--session",
+                "--nofork",
+                "--nopidfile",
+                "--print-address=1",
+                f"--address=unix:path={root / 'bus'}",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=base,

@@ -26,6 +26,7 @@ class Route:
     device: str
     source: str | None
     gateway: str | None
+    kind: str = "unicast"  # "local" when the destination is one of our own addresses
 
 
 def route_command(destination: str) -> list[str]:
@@ -36,7 +37,13 @@ def parse_route(destination: str, text: str) -> Route:
     try:
         entries = json.loads(text)
         entry = entries[0]
-        return Route(destination, entry["dev"], entry.get("prefsrc"), entry.get("gateway"))
+        return Route(
+            destination,
+            entry["dev"],
+            entry.get("prefsrc"),
+            entry.get("gateway"),
+            entry.get("type", "unicast"),
+        )
     except (ValueError, LookupError, TypeError):
         raise RouteError(
             "route_unparsable", f"ip route get {destination}: unexpected output"

@@ -121,3 +121,9 @@ def test_unreachable_route() -> None:
         route.RouteTable(run).get("203.0.113.5")  # type: ignore[arg-type]
     assert err.value.code == "no_route"
     assert "Network is unreachable" in str(err.value)
+
+
+def test_local_route_is_marked_local() -> None:
+    _, run = replay((REC / "ip" / "route-local.json").read_text())
+    found = route.RouteTable(run).get("198.51.100.1")  # type: ignore[arg-type]
+    assert (found.kind, found.device, found.source) == ("local", "lo", "198.51.100.1")
