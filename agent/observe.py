@@ -53,11 +53,15 @@ class PathObserver:
         self._rx: tuple[int, float] | None = None  # (rx bytes, when they last changed)
         self._sbc: SbcSeen | None = None
 
-    def observe(self, material: TlsMaterial, probe_sbc: bool) -> Observations:
+    def observe(
+        self, material: TlsMaterial, probe_sbc: bool, include_sbc: bool = True
+    ) -> Observations:
+        """Look at the configured paths. `include_sbc=False` leaves the SBC alone: while the
+        tunnel carries SIP, nothing (not even a probe) goes to the internet SBC."""
         now = self._clock()
         wg = self._wireguard(now) if "wireguard" in self._cfg.paths else None
         sbc = None
-        if "sbc_mtls" in self._cfg.paths:
+        if "sbc_mtls" in self._cfg.paths and include_sbc:
             if probe_sbc or self._sbc is None:
                 self._sbc = self._probe_sbc(material, now)
             sbc = self._sbc

@@ -183,7 +183,14 @@ class Softphone:
         self._last_check = self._clock()
         probe = probe or self._probe_again
         self._probe_again = False
-        verdict = decide(self.config, self._observer.observe(self._material, probe_sbc=probe))
+        paths = self.config.paths
+        # The SBC is only probed when it could be chosen: the tunnel is refused or not wanted.
+        sbc_first = paths[0] == "sbc_mtls"
+        seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=sbc_first)
+        verdict = decide(self.config, seen)
+        if not verdict.allowed and not sbc_first and "sbc_mtls" in paths:
+            seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=True)
+            verdict = decide(self.config, seen)
         self._apply(verdict)
         return verdict
 

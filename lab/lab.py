@@ -51,6 +51,7 @@ class LabState:
     office_kamailio_pid: int | None = None
     office_kamailio_cfg: str | None = None
     net_users: list[LabUser] | None = None
+    keychain_service: str = KEYCHAIN_SERVICE
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +78,7 @@ def up(
     port: int = DEFAULT_PORT,
     with_net: bool = False,
     prefix: str = "gp",
+    keychain_service: str = KEYCHAIN_SERVICE,
 ) -> LabState:
     """Start the lab (idempotent: a running lab in `directory` is returned as it is).
 
@@ -131,7 +133,7 @@ def up(
         account = f"{name}@{DOMAIN}"
         keystore.save_credentials(
             store,
-            KEYCHAIN_SERVICE,
+            keychain_service,
             account,
             keystore.Credentials(device.key_pem, device.cert_pem, password),
         )
@@ -139,7 +141,11 @@ def up(
         config = directory / "agents" / f"{name}.json"
         pins = (spki_pin(good.cert),)
         config.write_text(
-            json.dumps(agent_config(name, port, files.device_ca, pins=pins), indent=2) + "\n"
+            json.dumps(
+                agent_config(name, port, files.device_ca, pins=pins, service=keychain_service),
+                indent=2,
+            )
+            + "\n"
         )
         users.append(LabUser(name, f"sip:{account}", str(config)))
 
@@ -159,6 +165,7 @@ def up(
         str(files.device_ca),
         str(rogue_ca_file),
         users,
+        keychain_service=keychain_service,
     )
     if with_net:
         try:
@@ -185,7 +192,9 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
         net.down(directory, state.net_prefix)
     if store is not None:
         for user in state.users:
-            keystore.delete_credentials(store, KEYCHAIN_SERVICE, f"{user.name}@{state.domain}")
+            keystore.delete_credentials(
+                store, state.keychain_service, f"{user.name}@{state.domain}"
+            )
     state_path(directory).unlink(missing_ok=True)
     for key in directory.glob("*.key"):
         key.unlink()
@@ -229,7 +238,14 @@ def _up_net(
     ca = Path(state.ca_file)
     users = []
     for name in ("alice", "carol"):
-        data = agent_config(name, state.port, ca, host=net.HOSTS["office"], pins=pins)
+        data = agent_config(
+            name,
+            state.port,
+            ca,
+            host=net.HOSTS["office"],
+            pins=pins,
+            service=state.keychain_service,
+        )
         data["paths"] = ["wireguard", "sbc_mtls"]
         data["wireguard"] = {
             "interface": names.wg("laptop"),
@@ -241,7 +257,14 @@ def _up_net(
         path = directory / "agents" / f"{name}-laptop.json"
         path.write_text(json.dumps(data, indent=2) + "\n")
         users.append(LabUser(name, f"sip:{name}@{DOMAIN}", str(path), names.ns("laptop")))
-    office = agent_config("bob", state.port, ca, host=net.TUNNEL["office"], pins=pins)
+    office = agent_config(
+        "bob",
+        state.port,
+        ca,
+        host=net.TUNNEL["office"],
+        pins=pins,
+        service=state.keychain_service,
+    )
     path = directory / "agents" / "bob-office.json"
     path.write_text(json.dumps(office, indent=2) + "\n")
     users.append(LabUser("bob", f"sip:bob@{DOMAIN}", str(path), office_ns))
@@ -255,7 +278,12 @@ def _up_net(
 
 
 def agent_config(
-    user: str, port: int, ca_file: Path, host: str = sbc.GOOD, pins: tuple[str, ...] = ()
+    user: str,
+    port: int,
+    ca_file: Path,
+    host: str = sbc.GOOD,
+    pins: tuple[str, ...] = (),
+    service: str = KEYCHAIN_SERVICE,
 ) -> dict[str, Any]:
     """An agent config for a lab user (documented in schemas/agent-config.schema.json)."""
     return {
@@ -264,7 +292,7 @@ def agent_config(
         "paths": ["sbc_mtls"],
         "sbc": {"host": host, "port": port, "ca_file": str(ca_file), "spki_pins": list(pins)},
         "media": {"qos": True, "audio": "auto"},
-        "keychain_service": KEYCHAIN_SERVICE,
+        "keychain_service": service,
     }
 
 

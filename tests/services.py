@@ -137,9 +137,11 @@ def run_agent(
 class AgentProcess:
     """A long-running guardphone command whose JSON lines are read as they come."""
 
-    def __init__(self, config: Path | str, *args: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, config: Path | str, *args: str, env: dict[str, str], prefix: list[str] | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
-            [GUARDPHONE, "--config", str(config), *args, "--json"],
+            [*(prefix or []), GUARDPHONE, "--config", str(config), *args, "--json"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -76,7 +76,9 @@ class FixedObserver:
         self.sbc: SbcSeen | None = SbcSeen(None, True, "ok", "fine", time.time(), "127.0.0.1", "lo")
         self.probes = 0
 
-    def observe(self, material: TlsMaterial, probe_sbc: bool) -> Observations:
+    def observe(
+        self, material: TlsMaterial, probe_sbc: bool, include_sbc: bool = True
+    ) -> Observations:
         self.probes += probe_sbc
         now = time.time()
         sbc = None if self.sbc is None else SbcSeen(**{**self.sbc.__dict__, "checked_at": now})

@@ -1,0 +1,299 @@
+"""No protected path, no SIP: the gate in real namespaces with a real wireguard-go tunnel.
+
+A laptop, an office (Kamailio + the other tunnel end) and a hotel neighbour share an
+"internet" bridge (lab/net.py). Agents run inside the laptop namespace; a capture on the
+laptop's internet-side veth shows what really left the laptop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import lab as lab_mod
+from lab import net, sbc
+from tests.services import GUARDPHONE, AgentProcess, free_port
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.kamailio,
+    pytest.mark.keychain,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
+]
+PREFIX = "gt"
+NAMES = net.Names(PREFIX)
+LAPTOP, OFFICE = NAMES.ns("laptop"), NAMES.ns("office")
+WG_LAPTOP = NAMES.wg("laptop")
+
+
+@pytest.fixture
+def netlab(tmp_path: Path, store: Any) -> Iterator[Any]:
+    """A fresh lab network per test: tests cut links and kill tunnel ends."""
+    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
+    state = lab_mod.up(
+        tmp_path / "lab",
+        store,
+        port=port,
+        with_net=True,
+        prefix=PREFIX,
+        keychain_service="guardphone-netlab",
+    )
+    yield state
+    lab_mod.down(tmp_path / "lab", store)
+
+
+def user_config(state: Any, name: str, **changes: Any) -> Path:
+    """The lab's agent config for `name`, with top-level changes (e.g. paths)."""
+    user = next(u for u in state.net_users if u.name == name)
+    data = json.loads(Path(user.config).read_text())
+    data.update(changes)
+    path = Path(state.directory) / f"{name}-{'-'.join(changes) or 'plain'}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def in_ns(ns: str, config: Path, *args: str, env: dict[str, str]) -> AgentProcess:
+    return AgentProcess(config, *args, env=env, prefix=["ip", "netns", "exec", ns])
+
+
+def run_in_ns(ns: str, config: Path, *args: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, GUARDPHONE, "--config", str(config), *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+class Capture:
+    """tshark on the laptop's internet-side veth, inside the laptop namespace."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                LAPTOP,
+                "tshark",
+                "-q",
+                "-i",
+                NAMES.veth("laptop"),
+                "-w",
+                str(path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if "Capturing on" in line:
+                break
+
+    def stop(self) -> list[tuple[str, str, str]]:
+        """(protocol stack, udp ports, tcp ports) of every IP packet captured."""
+        time.sleep(0.3)
+        self.proc.terminate()
+        self.proc.wait(10)
+        out = subprocess.run(
+            [
+                "tshark",
+                "-r",
+                str(self.path),
+                "-Y",
+                "ip",
+                "-T",
+                "fields",
+                "-e",
+                "frame.protocols",
+                "-e",
+                "udp.port",
+                "-e",
+                "tcp.port",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [tuple(([*line.split("\t"), "", ""])[:3]) for line in out.splitlines()]  # type: ignore[misc]
+
+
+def only_wireguard(packets: list[tuple[str, str, str]]) -> None:
+    assert packets, "the capture saw nothing: it proves nothing"
+    wireguard = 0
+    for protocols, udp, tcp in packets:
+        assert not tcp, f"TCP left the laptop outside the tunnel: {protocols} {tcp}"
+        assert "sip" not in protocols and "rtp" not in protocols
+        if udp:  # (the kernel's own IGMP reports carry no port)
+            assert udp == f"{net.WG_PORT},{net.WG_PORT}", f"non-WireGuard UDP: {protocols} {udp}"
+            wireguard += 1
+    assert wireguard > 50, "the call's media should have crossed as WireGuard"
+
+
+def t(line: dict[str, Any]) -> float:
+    return dt.datetime.fromisoformat(line["time"]).timestamp()
+
+
+def test_registers_and_calls_through_the_tunnel_only(
+    netlab: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    capture = Capture(tmp_path / "veth.pcap")
+    bob = in_ns(OFFICE, user_config(netlab, "bob"), "answer", "--count", "1", env=env)
+    try:
+        bob.wait_for("registered")
+        alice = run_in_ns(
+            LAPTOP,
+            user_config(netlab, "alice"),
+            "call",
+            "sip:bob@lab.guardphone.test",
+            "--hangup-after",
+            "1.5",
+            env=env,
+        )
+        assert bob.wait(10) == 0
+    finally:
+        bob.stop()
+    packets = capture.stop()
+    connecting = next(line for line in alice if line["state"] == "connecting")
+    assert (connecting["path"], connecting["local_address"]) == ("wireguard", "198.51.100.2")
+    established = next(line for line in alice if line["state"] == "call_established")
+    assert established["security"]["path"] == "wireguard"
+    assert established["security"]["media"]["srtp"] is True
+    ended = next(line for line in alice if line["state"] == "call_ended")
+    assert ended["quality"]["rx_packets"] > 20
+    only_wireguard(packets)
+
+
+def test_no_tunnel_and_no_sbc_is_refused_and_sends_nothing(
+    netlab: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    subprocess.run(["ip", "-n", LAPTOP, "link", "del", WG_LAPTOP], check=True)
+    subprocess.run(
+        [
+            "ip",
+            "-n",
+            OFFICE,
+            "addr",
+            "del",
+            f"{net.HOSTS['office']}/24",
+            "dev",
+            NAMES.veth("office"),
+        ],
+        check=True,
+    )
+    capture = Capture(tmp_path / "veth.pcap")
+    lines = run_in_ns(LAPTOP, user_config(netlab, "alice"), "register", "--once", env=env)
+    packets = capture.stop()
+    refused = lines[-1]
+    assert refused["state"] == "refused"
+    codes = [r["code"] for r in refused["reasons"]]
+    assert codes[0] in ("wg_interface_absent", "tunnel_down")
+    assert codes[1] in ("sbc_unreachable", "sbc_timeout")
+    assert not any(line["state"] in ("connecting", "registered") for line in lines)
+    # Only the probe's TCP SYNs towards the (gone) SBC address may appear; never SIP or RTP.
+    for protocols, udp, _tcp in packets:
+        assert "sip" not in protocols and "rtp" not in protocols and not udp
+
+
+def test_link_loss_mid_call_ends_call_and_refuses_within_a_second(
+    netlab: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    wg_only = user_config(netlab, "alice", paths=["wireguard"])
+    bob = in_ns(OFFICE, user_config(netlab, "bob"), "answer", "--count", "1", env=env)
+    bob.wait_for("registered")
+    alice = in_ns(LAPTOP, wg_only, "call", "sip:bob@lab.guardphone.test", env=env)
+    try:
+        alice.wait_for("call_established")
+        capture = Capture(tmp_path / "veth.pcap")
+        cut = time.time()
+        subprocess.run(["ip", "-n", LAPTOP, "link", "del", WG_LAPTOP], check=True)
+        ended = alice.wait_for("call_ended", timeout=5)
+        refused = alice.wait_for("refused", timeout=5)
+        packets = capture.stop()
+    finally:
+        alice.stop()
+        bob.stop()
+    reaction = t(refused) - cut
+    assert t(ended) - cut < 1.0
+    assert reaction < 1.0, f"refused {reaction:.3f} s after the link went"
+    assert ended["code"] == "path_lost"
+    assert refused["code"] in ("wg_interface_absent", "tunnel_down")
+    # Nothing went out in clear after the tunnel vanished (not even a BYE).
+    for protocols, _udp, tcp in packets:
+        assert not tcp and "sip" not in protocols and "rtp" not in protocols, protocols
+
+
+def test_silent_office_is_refused_after_the_threshold(netlab: Any, env: dict[str, str]) -> None:
+    wg_only = user_config(netlab, "alice", paths=["wireguard"])
+    alice = in_ns(LAPTOP, wg_only, "register", env=env)
+    try:
+        alice.wait_for("registered")
+        stopped = time.time()
+        net.stop_wireguard(NAMES, "office")
+        refused = alice.wait_for("refused", timeout=10)
+    finally:
+        alice.stop()
+    waited = t(refused) - stopped
+    assert refused["code"] == "wg_peer_silent"
+    assert 1.0 < waited < 3 + 1.5, f"refused after {waited:.2f} s (threshold 3 s)"
+
+
+def test_route_around_the_tunnel_is_refused(netlab: Any, env: dict[str, str]) -> None:
+    wg_only = user_config(netlab, "alice", paths=["wireguard"])
+    alice = in_ns(LAPTOP, wg_only, "register", env=env)
+    try:
+        alice.wait_for("registered")
+        changed = time.time()
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                LAPTOP,
+                "route",
+                "add",
+                f"{net.TUNNEL['office']}/32",
+                "via",
+                net.HOSTS["office"],
+                "dev",
+                NAMES.veth("laptop"),
+            ],
+            check=True,
+        )
+        refused = alice.wait_for("refused", timeout=5)
+    finally:
+        alice.stop()
+    assert refused["code"] == "route_bypasses_tunnel"
+    assert t(refused) - changed < 1.0
+
+
+def test_falls_back_to_the_sbc_path_and_returns_to_the_tunnel(
+    netlab: Any, env: dict[str, str]
+) -> None:
+    alice = in_ns(LAPTOP, user_config(netlab, "alice"), "register", env=env)
+    try:
+        first = alice.wait_for("connecting")
+        alice.wait_for("registered")
+        assert first["path"] == "wireguard"
+        subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "down"], check=True)
+        fallback = alice.wait_for("connecting", timeout=5)
+        alice.wait_for("registered", timeout=5)
+        assert (fallback["path"], fallback["sbc"]) == ("sbc_mtls", f"192.0.2.1:{netlab.port}")
+        subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "up"], check=True)
+        back = alice.wait_for("connecting", timeout=8)
+        alice.wait_for("registered", timeout=5)
+        assert back["path"] == "wireguard"
+    finally:
+        alice.stop()
