@@ -36,7 +36,7 @@ from agent.sip import (
     TlsMaterial,
     TransportChanged,
 )
-from tunnel.netwatch import NetWatch, open_watch
+from tunnel.netwatch import NetEvents, NetWatch, open_watch
 
 log = logging.getLogger(__name__)
 
@@ -312,17 +312,30 @@ class Softphone:
 
     def pump(self, timeout_s: float = IDLE_POLL_S) -> None:
         """Wait for SIP or network events (at most `timeout_s`) and act on them."""
+        net = NetEvents()
         if self._running:
             self._pump_engine(min(timeout_s, TICK_S))
-            changed = self._netwatch.changed() if self._netwatch is not None else False
-        else:
-            changed = (
-                self._netwatch.wait(min(timeout_s, self._recheck_s)) if self._netwatch else False
-            )
+            if self._netwatch is not None:
+                net = self._netwatch.drain()
+        elif self._netwatch is not None:
+            net = self._netwatch.wait(min(timeout_s, self._recheck_s))
         if self._material is None:
             return
-        if changed or self._probe_again or self._clock() - self._last_check >= self._recheck_s:
-            self.check(probe=changed)
+        if self._running and self._path_broke(net):
+            # The link flapped: even if it is back already, what ran over it is gone.
+            self._teardown("path_lost", "The protected path was lost: calls are paused.")
+            self._verdict = NOT_CHECKED
+        if net.changed or self._probe_again or self._clock() - self._last_check >= self._recheck_s:
+            self.check(probe=net.changed)
+
+    def _path_broke(self, net: NetEvents) -> bool:
+        if not net.down or self._verdict.interface is None:
+            return False
+        try:
+            index = socket.if_nametoindex(self._verdict.interface)
+        except OSError:
+            return True  # the interface is gone
+        return index in net.down or -1 in net.down
 
     def _pump_engine(self, timeout_s: float) -> None:
         for event in self._engine.poll(timeout_s):

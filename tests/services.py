@@ -185,6 +185,7 @@ class AgentProcess:
             self.lines.append(item)
 
     def stop(self) -> None:
+        """SIGTERM (then SIGKILL), and collect every line it printed into `lines`."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -192,6 +193,15 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        while True:
+            try:
+                item = self._queue.get(timeout=5)
+            except queue.Empty:
+                return
+            if item is None:
+                self._queue.put(None)  # keep "ended" visible to later calls
+                return
+            self.lines.append(item)
 
 
 @contextmanager

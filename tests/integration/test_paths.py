@@ -297,3 +297,66 @@ def test_falls_back_to_the_sbc_path_and_returns_to_the_tunnel(
         assert back["path"] == "wireguard"
     finally:
         alice.stop()
+
+
+def test_twenty_quick_flaps_during_a_call(netlab: Any, env: dict[str, str], tmp_path: Path) -> None:
+    wg_only = user_config(netlab, "alice", paths=["wireguard"])
+    alice = in_ns(LAPTOP, wg_only, "answer", env=env)
+    bob = None
+    windows: list[tuple[float, float]] = []
+    try:
+        alice.wait_for("registered")
+        capture = Capture(tmp_path / "veth.pcap")
+        bob = in_ns(
+            OFFICE, user_config(netlab, "bob"), "call", "sip:alice@lab.guardphone.test", env=env
+        )
+        alice.wait_for("call_established")
+        for _ in range(20):
+            down = time.time()
+            subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "down"], check=True)
+            time.sleep(0.15)
+            up = time.time()
+            subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "up"], check=True)
+            windows.append((down, up))
+            time.sleep(0.15)
+        last_up = windows[-1][1]
+        alice.wait_for("registered", timeout=5)
+        time.sleep(2.0)  # nothing more may happen once the path is stable
+        packets = capture.stop()
+    finally:
+        if bob is not None:
+            bob.stop()
+        alice.stop()
+
+    registered = [t(line) for line in alice.lines if line["state"] == "registered"]
+    for when in registered:
+        assert not any(down < when < up for down, up in windows), "registered while down"
+    assert len([when for when in registered if when > last_up]) == 1
+    after = [line["state"] for line in alice.lines if t(line) > last_up]
+    assert after.count("connecting") <= 1
+    assert "refused" not in after[after.index("registered") :], after
+    assert any(
+        line["state"] == "call_ended" and line.get("code") == "path_lost" for line in alice.lines
+    )
+    only_wireguard(packets)
+
+    # Each flap was seen (the netlink latch), however short: reaction and recovery times.
+    lost = [
+        t(line)
+        for line in alice.lines
+        if line["state"] == "unregistered" and line.get("code") == "path_lost"
+    ]
+    reactions, recoveries, matched = [], [], set()
+    for down, up in windows:
+        seen = min(w for w in lost if w >= down)
+        matched.add(seen)
+        reactions.append(seen - down)
+        recoveries.append(min(w for w in registered if w >= up) - up)
+    assert len(matched) == len(windows), "a flap went unnoticed"
+    reactions.sort()
+    recoveries.sort()
+    print(
+        f"\nflap reaction: median {reactions[10]:.3f} s, worst {reactions[-1]:.3f} s; "
+        f"tunnel up -> registered: median {recoveries[10]:.3f} s, worst {recoveries[-1]:.3f} s"
+    )
+    assert reactions[-1] < 1.0

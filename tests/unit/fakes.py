@@ -6,6 +6,7 @@ import time
 
 from agent.gate import Observations, SbcSeen
 from agent.sip import EngineSettings, SipEvent, TlsMaterial
+from tunnel.netwatch import NetEvents
 
 
 class MemoryKeychain:
@@ -90,13 +91,13 @@ class FixedObserver:
 
 class QuietNetWatch:
     def __init__(self) -> None:
-        self.change = False
+        self.next = NetEvents()
 
-    def wait(self, timeout_s: float) -> bool:
-        return self.changed()
+    def wait(self, timeout_s: float) -> NetEvents:
+        return self.drain()
 
-    def changed(self) -> bool:
-        seen, self.change = self.change, False
+    def drain(self) -> NetEvents:
+        seen, self.next = self.next, NetEvents()
         return seen
 
     def close(self) -> None:
