@@ -30,6 +30,7 @@ from agent.sip import (
     TlsFacts,
     TlsMaterial,
     TransportChanged,
+    UnsolicitedRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Pjsua2Engine:
         self._quality: dict[int, CallQuality] = {}
         self._stats_at: dict[int, float] = {}
         self._last_tls: TlsFacts | None = None
+        self._unsolicited: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -316,11 +318,27 @@ class Pjsua2Engine:
         c = self._new_call(prm.callId)
         cid = int(prm.callId)
         self._calls[cid] = c
+        source = str(prm.rdata.srcAddress)
+        if source.rpartition(":")[0].strip("[]") != self._settings.sbc_host:
+            # Only the SBC may call us. Anyone else who got through the TLS handshake (a
+            # device with a company certificate, say) is refused before anything rings.
+            self._unsolicited.add(cid)
+            prm403 = self._pj.CallOpParam()
+            prm403.statusCode = 403
+            with contextlib.suppress(Exception):
+                c.hangup(prm403)
+            self._events.append(UnsolicitedRequest(source, "INVITE", str(c.getInfo().remoteUri)))
+            return
         self._events.append(IncomingCall(cid, str(c.getInfo().remoteUri)))
 
     def _on_call_state(self, c: Any) -> None:
         info = c.getInfo()
         cid = int(info.id)
+        if cid in self._unsolicited:
+            if int(info.state) == self._pj.PJSIP_INV_STATE_DISCONNECTED:
+                self._unsolicited.discard(cid)
+                self._calls.pop(cid, None)
+            return
         state = _CALL_STATES.get(int(info.state), "unknown")
         self._events.append(
             CallStateChanged(

@@ -35,6 +35,7 @@ from agent.sip import (
     TlsFacts,
     TlsMaterial,
     TransportChanged,
+    UnsolicitedRequest,
 )
 from tunnel.netwatch import NetEvents, NetWatch, open_watch
 
@@ -353,6 +354,16 @@ class Softphone:
             self._emit({"state": "incoming", "from": event.remote_uri})
             if self._auto_answer:
                 self._engine.answer(event.call_id)
+        elif isinstance(event, UnsolicitedRequest):
+            log.warning("refused %s from %s (not the SBC)", event.method, event.source)
+            self._emit(
+                {
+                    "state": "sip.unsolicited",
+                    "source": event.source,
+                    "method": event.method,
+                    "from": event.from_uri,
+                }
+            )
         elif isinstance(event, CallStateChanged):
             record = s.calls.setdefault(
                 event.call_id, CallRecord(event.call_id, "outgoing", event.remote_uri)

@@ -114,6 +114,15 @@ class IncomingCall:
 
 
 @dataclass(frozen=True)
+class UnsolicitedRequest:
+    """A request that did not come from the SBC; the engine already refused it (403)."""
+
+    source: str
+    method: str
+    from_uri: str
+
+
+@dataclass(frozen=True)
 class CallStateChanged:
     call_id: int
     state: str  # calling, incoming, early, connecting, confirmed, disconnected
@@ -141,6 +150,7 @@ SipEvent = (
     TransportChanged
     | RegistrationChanged
     | IncomingCall
+    | UnsolicitedRequest
     | CallStateChanged
     | CallMediaActive
     | CallEnded

@@ -360,3 +360,80 @@ def test_twenty_quick_flaps_during_a_call(netlab: Any, env: dict[str, str], tmp_
         f"tunnel up -> registered: median {recoveries[10]:.3f} s, worst {recoveries[-1]:.3f} s"
     )
     assert reactions[-1] < 1.0
+
+
+def test_hotel_neighbour_gets_no_sip_and_an_inside_caller_never_rings(
+    netlab: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    import sys
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from lab import pki
+
+    directory = Path(netlab.directory)
+    ca = pki.Issued(
+        x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()),
+        serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
+    )
+    company = pki.issue(ca, "mallory", server=False)  # a colleague's laptop, compromised
+    rogue = pki.issue(pki.make_ca("Hotel CA"), "alice", server=False)
+    files = {}
+    for name, issued in (("good", company), ("rogue", rogue)):
+        files[name] = (tmp_path / f"{name}.pem", tmp_path / f"{name}.key")
+        files[name][0].write_text(issued.cert_pem)
+        files[name][1].write_text(issued.key_pem)
+
+    sbc_only = user_config(netlab, "alice", paths=["sbc_mtls"])
+    alice = in_ns(LAPTOP, sbc_only, "answer", env=env)
+    try:
+        alice.wait_for("registered")
+        listeners = subprocess.run(
+            ["ip", "netns", "exec", LAPTOP, "ss", "-Hltnp"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        (line,) = [entry for entry in listeners.splitlines() if "guardphone" in entry]
+        local = line.split()[3]  # e.g. 192.0.2.2%gt-laptop-e:40121
+        assert local.startswith(f"{net.HOSTS['laptop']}%{NAMES.veth('laptop')}:")
+        port = local.rsplit(":", 1)[1]
+        scan = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                NAMES.ns("hotel"),
+                sys.executable,
+                str(Path(__file__).with_name("hotel_scanner.py")),
+                net.HOSTS["laptop"],
+                port,
+                netlab.ca_file,
+                *map(str, files["rogue"]),
+                *map(str, files["good"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        results = json.loads(scan.stdout)
+        print("\nhotel scan:", results)
+        unsolicited = alice.wait_for("sip.unsolicited", timeout=5)
+    finally:
+        alice.stop()
+
+    assert results["udp_5060"] in ("no answer", "refused")
+    assert results["udp_tls_port"] in ("no answer", "refused")
+    assert results["tcp_5060"] == "refused"
+    for attempt in ("tcp_plain_on_tls_port", "tls_no_cert", "tls_rogue_cert"):
+        assert "SIP/2.0" not in results[attempt], (attempt, results[attempt])
+    assert results["tls_no_cert"].startswith(("error", "closed"))
+    assert results["tls_rogue_cert"].startswith(("error", "closed"))
+    # A device with a company certificate gets through TLS, but only the SBC may call us.
+    assert results["tls_company_cert_invite"] == "SIP/2.0 403 Forbidden"
+    assert unsolicited["source"].startswith(net.HOSTS["hotel"] + ":")
+    assert unsolicited["method"] == "INVITE"
+    assert "helpdesk" in unsolicited["from"]
+    assert not any(line["state"] in ("incoming", "call_established") for line in alice.lines)
