@@ -437,3 +437,17 @@ def test_hotel_neighbour_gets_no_sip_and_an_inside_caller_never_rings(
     assert unsolicited["method"] == "INVITE"
     assert "helpdesk" in unsolicited["from"]
     assert not any(line["state"] in ("incoming", "call_established") for line in alice.lines)
+
+
+def test_net_down_cleans_up_by_name_after_a_crash(tmp_path: Path) -> None:
+    names = net.Names("gc")
+    net.up(tmp_path, "gc")
+    net.state_file(tmp_path).unlink()  # the lab's own record is lost, as in a crash
+    assert net.down(tmp_path, "gc") is True
+    left = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert not any(ns in left for ns in names.namespaces())
+    assert not net._pids_of(names.wg("laptop")) and not net._pids_of(names.wg("office"))
+    assert not Path(f"/var/run/wireguard/{names.wg('laptop')}.sock").exists()
+    assert net.down(tmp_path, "gc") is False  # idempotent
