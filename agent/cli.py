@@ -189,6 +189,28 @@ class _NoEngine:
         raise RuntimeError(f"status does not use the SIP engine ({name})")
 
 
+def cmd_tunnel(args: argparse.Namespace) -> int:
+    """Bring the office tunnel up or down with wg-quick, if the organisation allows it."""
+    from tunnel.wireguard import WireGuard, WireGuardError
+
+    cfg = config_mod.load(args.config)
+    wg = cfg.wireguard
+    if wg is None or not wg.agent_may_connect or not wg.profile:
+        print(
+            "guardphone: your organisation does not let guardphone connect the office tunnel; "
+            "use your VPN client.",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    try:
+        WireGuard().quick(args.action, wg.profile)
+    except WireGuardError as exc:
+        print(f"guardphone: tunnel {args.action} failed: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"office tunnel {wg.interface}: {args.action}")
+    return EXIT_OK
+
+
 def cmd_credentials_import(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     secrets_in = _SecretReader()
@@ -267,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="check config, keychain and certificate (sends nothing)")
     needs_config(p)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("tunnel", help="bring the office tunnel up or down (if IT allows it)")
+    p.add_argument("action", choices=("up", "down"))
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_tunnel)
 
     p = sub.add_parser("credentials", help="manage credentials in the keychain")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -73,6 +73,16 @@ class WireGuard(_Strict):
         description="A handshake older than this means the tunnel is down (WireGuard rekeys "
         "every 120 s while traffic flows).",
     )
+    profile: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_./=+-]{1,255}$",
+        description="wg-quick profile (a name under /etc/wireguard or a path) that "
+        "`guardphone tunnel up` brings up.",
+    )
+    agent_may_connect: bool = Field(
+        default=False,
+        description="Whether guardphone may bring the tunnel up and down itself (wg-quick).",
+    )
     silence_max_s: int = Field(
         default=15,
         ge=2,
@@ -121,6 +131,9 @@ class AgentConfig(_Strict):
             raise ValueError("paths: a path is listed twice")
         if "wireguard" in self.paths and self.wireguard is None:
             raise ValueError("paths: 'wireguard' is allowed but there is no wireguard section")
+        wg = self.wireguard
+        if wg is not None and wg.agent_may_connect and not wg.profile:
+            raise ValueError("wireguard.agent_may_connect needs wireguard.profile")
         return self
 
     @property

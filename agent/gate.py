@@ -89,7 +89,8 @@ def _wireguard(config: AgentConfig, seen: Observations) -> Verdict | Reason:
     if w.error is not None:
         return w.error
     if w.link_up is not True:
-        return Reason("tunnel_down", f"The office tunnel {name} is down: connect to it first.")
+        how = "run `guardphone tunnel up`" if wg.agent_may_connect else "use your VPN client"
+        return Reason("tunnel_down", f"The office tunnel {name} is down: connect to it ({how}).")
     if not w.latest_handshake:
         return Reason(
             "wg_no_handshake",

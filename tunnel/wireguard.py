@@ -91,7 +91,12 @@ class WireGuard:
         return parse_dump(iface, self._checked(show_command(iface), iface))
 
     def quick(self, action: str, profile: str) -> None:
-        self._checked(quick_command(action, profile), profile)
+        """wg-quick up/down; bringing up a tunnel that is already up is not an error."""
+        try:
+            self._checked(quick_command(action, profile), profile)
+        except WireGuardError as exc:
+            if not (action == "up" and "already exists" in str(exc)):
+                raise
 
     def _checked(self, cmd: list[str], name: str) -> str:
         try:
@@ -117,6 +122,7 @@ def _raise_for(stderr: str, name: str) -> str:
             f"guardphone is not allowed to read the state of the tunnel {name} "
             "(ask IT: the agent needs the network-admin permission).",
         )
-    if any(s in text for s in ("No such device", "Protocol not supported", "does not exist")):
+    absent = ("No such device", "Protocol not supported", "does not exist", "is not a WireGuard")
+    if any(s in text for s in absent):
         raise WireGuardError("wg_interface_absent", f"The office tunnel {name} is not up.")
     raise WireGuardError("wg_failed", f"wg failed for {name}: {text or 'no message'}")
