@@ -26,6 +26,7 @@ class WireGuardSeen:
     last_heard: float | None = None  # epoch seconds of the last byte received from the peer
     route_device: str | None = None  # the interface the kernel uses towards the registrar
     route_source: str | None = None  # and the local address it would use
+    keepalive_s: int | None = None  # the peer's persistent keepalive; None = off
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def _wireguard(config: AgentConfig, seen: Observations) -> Verdict | Reason:
             f"The office tunnel {name} has not reached the office for {age:.0f} s.",
         )
     heard = max(w.last_heard or 0.0, w.latest_handshake)
-    if seen.now - heard > wg.silence_max_s:
+    # Silence means something only when the peer is meant to speak (persistent keepalive);
+    # without it an idle tunnel is quiet and only the handshake age can tell.
+    if w.keepalive_s is not None and seen.now - heard > wg.silence_max_s:
         return Reason(
             "wg_peer_silent",
             f"The office stopped answering on the tunnel {name} {seen.now - heard:.0f} s ago.",

@@ -120,6 +120,7 @@ class PathObserver:
             last_heard=self._rx[1],
             route_device=route.device,
             route_source=route.source,
+            keepalive_s=peer.keepalive_s,
         )
 
     def _again(self, name: str, before: Peer) -> Peer:

@@ -26,7 +26,9 @@ CFG = config.parse(
         },
     }
 )
-GOOD_WG = WireGuardSeen("wg-office", None, True, NOW - 30, NOW - 1, "wg-office", "198.51.100.2")
+GOOD_WG = WireGuardSeen(
+    "wg-office", None, True, NOW - 30, NOW - 1, "wg-office", "198.51.100.2", keepalive_s=1
+)
 GOOD_SBC = SbcSeen(None, True, "ok", "fine", NOW - 10, "192.0.2.2", "eth0")
 
 
@@ -87,6 +89,15 @@ def test_each_sbc_reason() -> None:
         assert codes(decide(only_sbc, Observations(NOW, sbc=seen))) == [code], code
 
 
+def test_without_keepalive_only_the_handshake_age_counts() -> None:
+    only_wg = CFG.model_copy(update={"paths": ("wireguard",)})
+    quiet = wg(keepalive_s=None, latest_handshake=NOW - 100, last_heard=NOW - 100)
+    assert decide(only_wg, Observations(NOW, quiet)).path == "wireguard"
+    assert not decide(
+        only_wg, Observations(NOW, wg(latest_handshake=NOW - 100, last_heard=NOW - 100))
+    ).allowed
+
+
 def test_refusal_lists_a_reason_per_path() -> None:
     v = decide(CFG, Observations(NOW))
     assert codes(v) == ["wg_not_observed", "sbc_not_checked"]
@@ -105,6 +116,7 @@ wg_seen = st.one_of(
         last_heard=maybe_float,
         route_device=maybe_text,
         route_source=maybe_text,
+        keepalive_s=st.one_of(st.none(), st.integers(1, 25)),
     ),
 )
 sbc_seen = st.one_of(
@@ -127,7 +139,8 @@ def test_never_allows_on_missing_or_stale_facts(w: WireGuardSeen | None, s: SbcS
     if verdict.path == "wireguard":
         assert w is not None and w.error is None and w.link_up is True
         assert w.latest_handshake and NOW - w.latest_handshake <= 180
-        assert NOW - max(w.last_heard or 0, w.latest_handshake) <= 5
+        if w.keepalive_s is not None:
+            assert NOW - max(w.last_heard or 0, w.latest_handshake) <= 5
         assert w.route_device == "wg-office" and w.route_source
         assert verdict.local_address == w.route_source
     elif verdict.path == "sbc_mtls":
