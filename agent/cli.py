@@ -30,6 +30,8 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 def human(state: dict[str, Any]) -> str:
     """One line for a person reading the terminal."""
     name = state["state"]
+    if len(state.get("reasons", ())) > 1:
+        return f"{name}:\n" + "\n".join(f"  - {r['reason']}" for r in state["reasons"])
     if "reason" in state:
         return f"{name}: {state['reason']}"
     if name == "registered":

@@ -115,7 +115,8 @@ def _wireguard(config: AgentConfig, seen: Observations) -> Verdict | Reason:
         return Reason(
             "route_bypasses_tunnel",
             f"The route to the office SBC {wg.registrar} leaves through "
-            f"{w.route_device or 'nowhere'}, not the tunnel {name}: calls stay paused.",
+            f"{w.route_device or 'no interface at all'}, not the tunnel {name}: calls stay "
+            "paused.",
         )
     if not w.route_source:
         return Reason("no_local_address", f"The tunnel {name} has no local address.")

@@ -78,17 +78,19 @@ class PathObserver:
         try:
             link = self._link(name)
             state = self._wg.show(name)
-            route = self._routes.get(wg.registrar)
         except WireGuardError as exc:
             self._rx = None
-            return WireGuardSeen(name, error=Reason(exc.code, str(exc)))
-        except RouteError as exc:
             return WireGuardSeen(name, error=Reason(exc.code, str(exc)))
         except Exception as exc:
             log.exception("observing the tunnel failed")
             return WireGuardSeen(
                 name, error=Reason("observe_failed", f"Tunnel check failed: {exc}")
             )
+        try:
+            route = self._routes.get(wg.registrar)
+        except RouteError:
+            # No route at all (typically: the tunnel is down and took its routes with it).
+            route = Route(wg.registrar, "", None, None)
         peers = [p for p in state.peers if any(_covers(a, wg.registrar) for a in p.allowed_ips)]
         if not peers:
             return WireGuardSeen(
@@ -134,8 +136,10 @@ class PathObserver:
         cfg = self._cfg
         try:
             route = self._routes.get(_resolve(cfg.sbc.host))
-        except RouteError as exc:
-            return SbcSeen(error=Reason("no_route", str(exc)))
+        except RouteError:
+            return SbcSeen(
+                error=Reason("no_route", f"This network has no route to the SBC {cfg.sbc.host}.")
+            )
         except OSError as exc:
             return SbcSeen(
                 error=Reason(

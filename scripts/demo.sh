@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The main job on the built-in lab: start Kamailio as the company SBC, enroll alice and bob in
-# a private keychain, let bob answer, and have alice call him over mutual TLS with SRTP.
+# The main job on the built-in lab. Kamailio plays the company SBC; alice's and bob's keys go
+# into a private keychain. As root, the lab also builds a laptop, an office and a hotel in
+# network namespaces with a WireGuard tunnel, and alice calls bob through it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z ${GUARDPHONE_DEMO_INNER:-} ]]; then
   GUARDPHONE_DEMO_INNER=1 exec scripts/keychain-session.sh "$0" "$@"
 fi
-gp=.venv/bin/guardphone
+gp=$PWD/.venv/bin/guardphone
 labdir=$(mktemp -d -t guardphone-demo-lab.XXXXXX)
 out=$(mktemp -d -t guardphone-demo-out.XXXXXX)
 bob_pid=
@@ -17,13 +18,25 @@ finish() {
 }
 trap finish EXIT
 
+net=() laptop=() office=()
+if [[ $(id -u) -eq 0 ]]; then
+  net=(--net)
+  laptop=(ip netns exec gp-laptop)
+  office=(ip netns exec gp-office)
+fi
+
 echo "== Starting the lab (Kamailio SBC: TLS only, client certificates required)"
-"$gp" lab up --dir "$labdir" --port "${GUARDPHONE_DEMO_PORT:-5061}"
-alice=$labdir/agents/alice.json bob=$labdir/agents/bob.json
+"$gp" lab up --dir "$labdir" --port "${GUARDPHONE_DEMO_PORT:-5061}" "${net[@]}"
+if ((${#net[@]})); then
+  alice=$labdir/agents/alice-laptop.json bob=$labdir/agents/bob-office.json
+else
+  echo "(not root: no network namespaces, so no WireGuard part; everything runs on loopback)"
+  alice=$labdir/agents/alice.json bob=$labdir/agents/bob.json
+fi
 
 echo
-echo "== bob registers and waits for a call"
-"$gp" --config "$bob" answer --count 1 > "$out/bob.log" 2>&1 &
+echo "== bob (at the office) registers and waits for a call"
+"${office[@]}" "$gp" --config "$bob" answer --count 1 > "$out/bob.log" 2>&1 &
 bob_pid=$!
 for _ in $(seq 100); do
   grep -q '^registered' "$out/bob.log" && break
@@ -33,11 +46,23 @@ done
 sed 's/^/   bob: /' "$out/bob.log"
 
 echo
-echo "== alice registers and calls bob for 3 seconds"
-"$gp" --config "$alice" call sip:bob@lab.guardphone.test --hangup-after 3 | sed 's/^/ alice: /'
+echo "== alice (on her laptop) registers and calls bob for 3 seconds"
+"${laptop[@]}" "$gp" --config "$alice" call sip:bob@lab.guardphone.test --hangup-after 3 \
+  | sed 's/^/ alice: /'
 wait "$bob_pid"; bob_pid=
+
+if ((${#net[@]})); then
+  echo
+  echo "== The hotel Wi-Fi blocks the tunnel: alice falls back to mutual TLS to the SBC"
+  ip -n gp-laptop link set gp-wg-laptop down
+  "${laptop[@]}" "$gp" --config "$alice" register --once | sed 's/^/ alice: /'
+  echo
+  echo "== ...and when the SBC cannot be reached either, nothing is sent at all"
+  ip -n gp-office addr del 192.0.2.1/24 dev gp-office-e
+  "${laptop[@]}" "$gp" --config "$alice" register --once | sed 's/^/ alice: /' || true
+fi
 echo
 echo "== alice's device, checked locally (nothing sent)"
 "$gp" --config "$alice" status
 echo
-echo "Demo done: the call ran over TLS 1.2 with a verified SBC certificate and mandatory SRTP."
+echo "Demo done: registration only over a protected path; TLS 1.2, verified SBC, SRTP mandatory."
