@@ -1,7 +1,7 @@
 """Registration time, call setup time and RSS of the agent, against bare pjsua2, same lab.
 
 Run with `make bench-register` (inside a private Secret Service). The peer is bare pjsua2
-with the same TLS and SRTP settings (bench/bare_pjsua2.py): the ratio is what guardphone's
+with the same TLS and SRTP settings (lab/bare_peer.py): the ratio is what guardphone's
 checks, supervisor and CLI add on top of PJSIP. Prints a table and writes JSON with the
 machine's description to bench/results/.
 """
@@ -26,7 +26,7 @@ from lab import lab as lab_mod
 from lab import sbc
 from tests.services import GUARDPHONE, AgentProcess, free_port
 
-BARE = [sys.executable, str(Path(__file__).with_name("bare_pjsua2.py"))]
+BARE = [sys.executable, "-m", "lab.bare_peer"]
 RESULTS = Path(__file__).with_name("results")
 
 

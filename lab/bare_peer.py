@@ -1,0 +1,142 @@
+"""A bare pjsua2 peer for tests and benchmarks: the SIP stack without guardphone around it.
+
+Not part of the agent. With `--srtp mandatory` it is the benchmark's peer (same TLS and SRTP
+settings as guardphone, none of its checks); with `--srtp disabled` it stands for an old desk
+phone or trunk with no SRTP at all. Prints one JSON line per milestone ({"t", "event", ...}).
+
+Usage: python -m lab.bare_peer CONFIG (register | call URI | answer [SECONDS]) [--srtp MODE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pjsua2 as pj
+
+from agent import config, keystore
+from agent.config import AgentConfig
+from agent.service import Softphone
+from agent.sip import TlsMaterial
+
+BIND = "127.0.0.1"
+
+
+def say(event: str, **fields: Any) -> None:
+    print(json.dumps({"t": time.monotonic(), "event": event, **fields}), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("mode", choices=("register", "call", "answer"))
+    parser.add_argument("arg", nargs="?")
+    parser.add_argument("--srtp", choices=("mandatory", "disabled"), default="mandatory")
+    args = parser.parse_args()
+    cfg = config.load(args.config)
+    material = Softphone(cfg, keystore.OsKeychain(), None, print).prepare()  # type: ignore[arg-type]
+
+    ep, tid = _endpoint(material)
+    state: dict[str, Any] = {"registered": False, "done": False}
+    calls: list[Any] = []
+
+    class Call(pj.Call):  # type: ignore[misc]
+        def onCallState(self, prm: Any) -> None:
+            info = self.getInfo()
+            if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+                say("confirmed")
+                if args.mode == "call":
+                    self.hangup(pj.CallOpParam())
+            elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                say("call_ended", code=info.lastStatusCode)
+                state["done"] = args.mode == "call"
+
+    class Account(pj.Account):  # type: ignore[misc]
+        def onRegState(self, prm: Any) -> None:
+            say("registration", code=prm.code)
+            if prm.code == 200 and not state["registered"]:
+                state["registered"] = True
+                say("registered")
+
+        def onIncomingCall(self, prm: Any) -> None:
+            call = Call(self, prm.callId)
+            calls.append(call)
+            op = pj.CallOpParam()
+            op.statusCode = 200
+            call.answer(op)
+
+    acc = Account()
+    acc.create(_account_config(cfg, material, tid, args.srtp))
+
+    def pump_until(deadline: float, stop: Any) -> None:
+        while time.monotonic() < deadline and not stop():
+            ep.libHandleEvents(10)
+
+    pump_until(time.monotonic() + 20, lambda: state["registered"])
+    if args.mode == "call":
+        call = Call(acc)
+        calls.append(call)
+        say("calling")
+        call.makeCall(args.arg, pj.CallOpParam(True))
+        pump_until(time.monotonic() + 20, lambda: state["done"])
+    elif args.mode == "answer":
+        say("ready")
+        pump_until(time.monotonic() + float(args.arg or 20), lambda: False)
+    ep.hangupAllCalls()
+    pump_until(time.monotonic() + 0.2, lambda: False)  # let hang-ups finish before destroy
+    calls.clear()
+    gc.collect()
+    acc.shutdown()
+    ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
+    return 0
+
+
+def _endpoint(material: TlsMaterial) -> tuple[Any, int]:
+    ep = pj.Endpoint()
+    ep.libCreate()
+    epc = pj.EpConfig()
+    epc.uaConfig.threadCnt = 0
+    epc.medConfig.threadCnt = 0
+    epc.medConfig.hasIoqueue = False
+    epc.logConfig.consoleLevel = 0
+    ep.libInit(epc)
+    tc = pj.TransportConfig()
+    tc.boundAddress = BIND
+    tls = tc.tlsConfig
+    tls.CaBuf, tls.certBuf, tls.privKeyBuf = material.ca_pem, material.cert_pem, material.key_pem
+    tls.method = pj.PJSIP_TLSV1_2_METHOD
+    tls.verifyServer = True
+    nodelay = pj.SockOpt()
+    nodelay.level, nodelay.optName = 6, 1
+    nodelay.setOptValInt(1)
+    tls.sockOptParams.sockOpts.append(nodelay)
+    tid = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tc)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+    return ep, int(tid)
+
+
+def _account_config(cfg: AgentConfig, material: TlsMaterial, tid: int, srtp: str) -> Any:
+    ac = pj.AccountConfig()
+    ac.idUri = f"sip:{cfg.account.user}@{cfg.account.domain}"
+    ac.regConfig.registrarUri = f"sip:{cfg.account.domain};transport=tls"
+    ac.sipConfig.proxies.append(f"sip:{cfg.sbc.host}:{cfg.sbc.port};transport=tls;lr")
+    ac.sipConfig.transportId = tid
+    ac.sipConfig.authCreds.append(
+        pj.AuthCredInfo("digest", cfg.account.domain, cfg.account.user, 0, material.sip_password)
+    )
+    if srtp == "mandatory":
+        ac.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+    else:
+        ac.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_DISABLED
+        ac.mediaConfig.srtpSecureSignaling = 0
+    ac.mediaConfig.transportConfig.boundAddress = BIND
+    return ac
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
