@@ -84,6 +84,8 @@ class Pjsua2Engine:
         self._stats_at: dict[int, float] = {}
         self._last_tls: TlsFacts | None = None
         self._unsolicited: set[int] = set()
+        self._foreign: set[int] = set()  # handles of TLS connections not from the SBC
+        self._sbc_handles: set[int] = set()  # our live connection(s) to the SBC
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -210,6 +212,9 @@ class Pjsua2Engine:
         self._calls.clear()
         self._quality.clear()
         self._stats_at.clear()
+        self._foreign.clear()
+        self._sbc_handles.clear()
+        self._unsolicited.clear()
         gc.collect()  # a Call that outlives libDestroy aborts the process at exit
         if self._acc is not None and send:
             with contextlib.suppress(Exception):
@@ -291,6 +296,28 @@ class Pjsua2Engine:
     def _on_transport(self, prm: Any) -> None:
         pj = self._pj
         tls = _tls_facts(prm.tlsInfo) if not prm.tlsInfo.isEmpty() else None
+        handle = int(prm.hnd)
+        if prm.state not in (pj.PJSIP_TP_STATE_CONNECTED, pj.PJSIP_TP_STATE_DISCONNECTED):
+            if prm.state == pj.PJSIP_TP_STATE_DESTROY:
+                self._foreign.discard(handle)
+            return  # SHUTDOWN / DESTROY follow a DISCONNECTED we already reported
+        connected = prm.state == pj.PJSIP_TP_STATE_CONNECTED
+        if handle in self._foreign:
+            return
+        if not connected and not self._about_sbc(handle, tls):
+            return  # an inbound handshake that failed (a scanner): not our SBC connection
+        if connected and tls is not None and not self._is_sbc(tls.remote):
+            # Someone other than the SBC completed a TLS handshake with our listener (it
+            # needs a company certificate for that). Only the SBC may talk to us: close it.
+            self._foreign.add(handle)
+            with contextlib.suppress(Exception):
+                self._ep.transportShutdown(prm.hnd)
+            self._events.append(UnsolicitedRequest(tls.remote, "TLS connection", tls.server_cn))
+            return
+        if connected:
+            self._sbc_handles.add(handle)
+        else:
+            self._sbc_handles.discard(handle)
         if tls is not None:
             self._last_tls = tls
         self._events.append(
@@ -301,6 +328,21 @@ class Pjsua2Engine:
                 error_text=_status_text(pj, int(prm.lastError)),
             )
         )
+
+    def _about_sbc(self, handle: int, tls: TlsFacts | None) -> bool:
+        """Is a DISCONNECTED event about our connection to the SBC?"""
+        if handle in self._sbc_handles:
+            return True
+        if tls is not None:
+            return self._is_sbc(tls.remote)
+        # No TLS facts: a connect that failed early. Ours, unless we are already connected
+        # (then it is someone else's inbound attempt that died in the handshake).
+        return not self._sbc_handles
+
+    def _is_sbc(self, address: str) -> bool:
+        host, _, port = address.rpartition(":")
+        s = self._settings
+        return host.strip("[]") == s.sbc_host and port == str(s.sbc_port)
 
     def _on_reg_state(self, acc: Any, prm: Any) -> None:
         info = acc.getInfo()

@@ -96,6 +96,9 @@ def main() -> None:
         "tls_rogue_cert": tls(
             ip, tls_port, ca, rogue_cert, rogue_key, OPTIONS.format(ip=ip, t="TLS")
         ),
+        "tls_company_cert_options": tls(
+            ip, tls_port, ca, good_cert, good_key, OPTIONS.format(ip=ip, t="TLS")
+        ),
         "tls_company_cert_invite": tls(ip, tls_port, ca, good_cert, good_key, invite(ip)),
     }
     print(json.dumps(results))
