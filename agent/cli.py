@@ -22,7 +22,8 @@ from typing import Any
 
 from agent import config as config_mod
 from agent import credentials, keystore
-from agent.service import Emit, Refused, Softphone
+from agent.reasons import Refused
+from agent.service import Emit, Softphone
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 

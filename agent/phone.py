@@ -12,11 +12,11 @@ import contextlib
 import gc
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from agent import pjfacts
 from agent.sip import (
     CallEnded,
     CallMediaActive,
@@ -24,7 +24,6 @@ from agent.sip import (
     CallStateChanged,
     EngineSettings,
     IncomingCall,
-    MediaFacts,
     RegistrationChanged,
     SipEvent,
     TlsFacts,
@@ -40,7 +39,6 @@ CIPHERS = (0xC02B, 0xC02C, 0xC02F, 0xC030)
 DSCP_EF = 46  # media
 DSCP_CS3 = 24  # signaling
 TCP_NODELAY = (6, 1)  # IPPROTO_TCP, TCP_NODELAY: saves a 40 ms delayed-ACK wait per request
-SOL_SOCKET, SO_BINDTOIFINDEX = 1, 62  # Linux >= 5.0
 STATS_EVERY_S = 1.0
 
 _CALL_STATES = {
@@ -51,8 +49,6 @@ _CALL_STATES = {
     5: "confirmed",
     6: "disconnected",
 }
-_TLS_PROTOCOLS = {1: "SSLv2", 2: "SSLv3", 4: "TLSv1", 8: "TLSv1.1", 16: "TLSv1.2", 32: "TLSv1.3"}
-_SUITE = re.compile(r"Crypto-suite:\s*(\S+)")
 
 
 @contextlib.contextmanager
@@ -131,16 +127,16 @@ class Pjsua2Engine:
         for cipher in CIPHERS:
             ciphers.append(cipher)
         tls.ciphers = ciphers
-        tls.sockOptParams.sockOpts = _sock_opts(pj, (*TCP_NODELAY, 1), settings.bind_ifindex)
+        tls.sockOptParams.sockOpts = pjfacts.sock_opts(pj, (*TCP_NODELAY, 1), settings.bind_ifindex)
         tls.sockOptIgnoreError = False
         if settings.qos:
-            _set_dscp(pj, tls.qosParams, DSCP_CS3)
+            pjfacts.set_dscp(pj, tls.qosParams, DSCP_CS3)
             tls.qosIgnoreError = True
         self._transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
         ep.libStart()
 
         adm = ep.audDevManager()
-        if settings.null_audio or not _has_sound_device(adm):
+        if settings.null_audio or not pjfacts.has_sound_device(adm):
             adm.setNullDev()
         self._material = material
 
@@ -180,7 +176,7 @@ class Pjsua2Engine:
         med.transportConfig.boundAddress = s.bind_address
         med.transportConfig.port = 0
         if s.qos:
-            _set_dscp(pj, med.transportConfig.qosParams, DSCP_EF)
+            pjfacts.set_dscp(pj, med.transportConfig.qosParams, DSCP_EF)
         # No SO_BINDTOIFINDEX for media: pjsua2 keeps a dangling pointer to the option value
         # in the account config (seen as "127.0.0.1%if32656" in `ss -uap`), so RTP sockets
         # would bind to a random interface. Media binds to the path's address; the gate's
@@ -295,7 +291,7 @@ class Pjsua2Engine:
 
     def _on_transport(self, prm: Any) -> None:
         pj = self._pj
-        tls = _tls_facts(prm.tlsInfo) if not prm.tlsInfo.isEmpty() else None
+        tls = pjfacts.tls_facts(prm.tlsInfo) if not prm.tlsInfo.isEmpty() else None
         handle = int(prm.hnd)
         if prm.state not in (pj.PJSIP_TP_STATE_CONNECTED, pj.PJSIP_TP_STATE_DISCONNECTED):
             if prm.state == pj.PJSIP_TP_STATE_DESTROY:
@@ -325,7 +321,7 @@ class Pjsua2Engine:
                 connected=prm.state == pj.PJSIP_TP_STATE_CONNECTED,
                 tls=tls,
                 error=int(prm.lastError),
-                error_text=_status_text(pj, int(prm.lastError)),
+                error_text=pjfacts.status_text(pj, int(prm.lastError)),
             )
         )
 
@@ -412,97 +408,11 @@ class Pjsua2Engine:
             adm = self._ep.audDevManager()
             aud.startTransmit(adm.getPlaybackDevMedia())
             adm.getCaptureDevMedia().startTransmit(aud)
-            self._events.append(CallMediaActive(int(info.id), _media_facts(pj, c, i)))
+            self._events.append(CallMediaActive(int(info.id), pjfacts.media_facts(pj, c, i)))
 
     def _sample_quality(self, cid: int, c: Any, force: bool = False) -> None:
         self._stats_at[cid] = time.monotonic()
         with contextlib.suppress(Exception):  # no stream yet, or already gone
             if not force and c.getInfo().state != self._pj.PJSIP_INV_STATE_CONFIRMED:
                 return
-            self._quality[cid] = _quality(c.getStreamStat(0).rtcp)
-
-
-def _sock_opts(pj: Any, extra: tuple[int, int, int], ifindex: int | None) -> Any:
-    """Socket options as pjsua2 wants them; SO_BINDTOIFINDEX pins sockets to the path.
-
-    Binding to the path's address only chooses the source address; binding to its
-    interface index makes the kernel refuse to send by any other interface (ENODEV once
-    the interface is gone), which pjsip cannot do itself (it has no SO_BINDTODEVICE).
-    """
-    opts = pj.SockOptVector()
-    wanted = [extra]
-    if ifindex is not None:
-        wanted.append((SOL_SOCKET, SO_BINDTOIFINDEX, ifindex))
-    for level, name, value in wanted:
-        opt = pj.SockOpt()
-        opt.level, opt.optName = level, name
-        opt.setOptValInt(value)
-        opts.append(opt)
-    return opts
-
-
-def _set_dscp(pj: Any, qos: Any, dscp: int) -> None:
-    qos.flags = pj.PJ_QOS_PARAM_HAS_DSCP
-    qos.dscp_val = dscp
-
-
-def _has_sound_device(adm: Any) -> bool:
-    try:
-        return bool(adm.getDevCount()) and adm.getCaptureDev() >= 0 and adm.getPlaybackDev() >= 0
-    except Exception:
-        return False
-
-
-def _status_text(pj: Any, status: int) -> str:
-    if not status:
-        return ""
-    try:
-        return str(pj.Endpoint.instance().utilStrError(status))
-    except Exception:
-        return f"status {status}"
-
-
-def _tls_facts(info: Any) -> TlsFacts:
-    cert = info.remoteCertInfo
-    return TlsFacts(
-        version=_TLS_PROTOCOLS.get(int(info.protocol), f"unknown({info.protocol})"),
-        cipher=str(info.cipherName),
-        verified=int(info.verifyStatus) == 0,
-        verify_status=int(info.verifyStatus) & 0xFFFFFFFF,
-        verify_messages=tuple(str(m) for m in info.verifyMsgs),
-        server_cn="" if cert.isEmpty() else str(cert.subjectCn),
-        local=str(info.localAddr),
-        remote=str(info.remoteAddr),
-    )
-
-
-def _media_facts(pj: Any, c: Any, idx: int) -> MediaFacts:
-    si = c.getStreamInfo(idx)
-    proto = int(si.proto)
-    srtp = proto in (pj.PJMEDIA_TP_PROTO_RTP_SAVP, pj.PJMEDIA_TP_PROTO_RTP_SAVPF)
-    dtls = proto in (pj.PJMEDIA_TP_PROTO_DTLS_SRTP, pj.PJMEDIA_TP_PROTO_DTLS_SRTPF)
-    # pjsua2 exposes the negotiated crypto suite only in the call dump of the live session.
-    match = _SUITE.search(str(c.dump(True, "")))
-    tp = c.getMedTransportInfo(idx)
-    return MediaFacts(
-        srtp=srtp or dtls,
-        transport="UDP/TLS/RTP/SAVP" if dtls else ("RTP/SAVP" if srtp else "RTP/AVP"),
-        crypto_suite=match.group(1) if match else None,
-        keying="DTLS" if dtls else ("SDES" if srtp else None),
-        codec=str(si.codecName),
-        local_rtp=str(tp.localRtpName),
-        remote_rtp=str(si.remoteRtpAddress),
-    )
-
-
-def _quality(rtcp: Any) -> CallQuality:
-    def ms(stat: Any) -> float | None:
-        return round(stat.mean / 1000.0, 2) if stat.n else None
-
-    return CallQuality(
-        rx_packets=int(rtcp.rxStat.pkt),
-        tx_packets=int(rtcp.txStat.pkt),
-        rx_lost=int(rtcp.rxStat.loss),
-        jitter_ms=ms(rtcp.rxStat.jitterUsec),
-        rtt_ms=ms(rtcp.rttUsec),
-    )
+            self._quality[cid] = pjfacts.quality(c.getStreamStat(0).rtcp)

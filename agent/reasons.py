@@ -149,3 +149,12 @@ def call_failure(code: int, reason: str) -> Reason:
     if code == 603:
         return Reason("declined", "The call was declined.")
     return Reason("call_failed", f"The call failed ({code} {reason}).")
+
+
+class Refused(Exception):
+    """The agent will not (or could not) register or call; `reason` says why."""
+
+    def __init__(self, reason: Reason, reported: bool = False) -> None:
+        super().__init__(reason.text)
+        self.reason = reason
+        self.reported = reported  # already emitted as a "refused" state

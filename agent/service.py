@@ -12,23 +12,20 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from agent import credentials, keystore, reasons
+from agent import calls, keystore, material, reasons
+from agent.calls import CallRecord
 from agent.config import AgentConfig
 from agent.gate import Verdict, decide
 from agent.observe import PathObserver
-from agent.reasons import Reason
+from agent.reasons import Reason, Refused
 from agent.sip import (
     CallEnded,
     CallMediaActive,
     CallStateChanged,
     EngineSettings,
     IncomingCall,
-    MediaFacts,
     RegistrationChanged,
     SipEngine,
     SipEvent,
@@ -55,25 +52,6 @@ RECHECK_SBC_S = 30.0
 NOT_CHECKED = Verdict(
     None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
 )
-
-
-class Refused(Exception):
-    """The agent will not (or could not) register or call; `reason` says why."""
-
-    def __init__(self, reason: Reason, reported: bool = False) -> None:
-        super().__init__(reason.text)
-        self.reason = reason
-        self.reported = reported  # already emitted as a "refused" state
-
-
-@dataclass
-class CallRecord:
-    call_id: int
-    direction: str
-    remote: str
-    established_at: float | None = None
-    media: MediaFacts | None = None
-    ended: bool = False
 
 
 @dataclass
@@ -120,20 +98,7 @@ class Softphone:
 
     def prepare(self) -> TlsMaterial:
         """Everything that must hold before a single packet is sent; raises Refused."""
-        cfg = self.config
-        try:
-            creds = keystore.load_credentials(self._store, cfg.keychain_service, cfg.account_id)
-        except keystore.MissingCredential as exc:
-            raise Refused(Reason("credentials_missing", str(exc))) from None
-        except keystore.KeychainError as exc:
-            raise Refused(Reason("keychain_unavailable", str(exc))) from None
-        try:
-            credentials.check_device(creds, cfg.account.user)
-        except credentials.CredentialError as exc:
-            raise Refused(Reason("device_cert_invalid", str(exc))) from None
-        return TlsMaterial(
-            creds.cert_pem, creds.key_pem, _read_ca(cfg.sbc.ca_file), creds.sip_password
-        )
+        return material.load(self.config, self._store)
 
     def settings(self, verdict: Verdict) -> EngineSettings:
         cfg = self.config
@@ -377,7 +342,9 @@ class Softphone:
                         "state": "call_established",
                         "uri": record.remote,
                         "direction": record.direction,
-                        "security": self.security(record),
+                        "security": calls.security_facts(
+                            self._verdict.path, self._state.tls, record.media
+                        ),
                     }
                 )
         elif isinstance(event, CallMediaActive):
@@ -424,7 +391,7 @@ class Softphone:
                         "sbc": self.server,
                         "path": self._verdict.path,
                         "expires": event.expires,
-                        "signaling": _signaling(s.tls),
+                        "signaling": calls.signaling_facts(s.tls),
                     }
                 )
             return
@@ -458,66 +425,12 @@ class Softphone:
                 }
             )
             return
-        quality = None
-        if event.quality is not None:
-            quality = {
-                "rx_packets": event.quality.rx_packets,
-                "tx_packets": event.quality.tx_packets,
-                "loss_percent": event.quality.loss_percent,
-                "jitter_ms": event.quality.jitter_ms,
-                "rtt_ms": event.quality.rtt_ms,
-            }
         self._emit(
             {
                 "state": "call_ended",
                 "uri": record.remote,
                 "sip_code": event.code,
                 "duration_s": event.duration_s,
-                "quality": quality,
+                "quality": calls.quality_facts(event.quality),
             }
         )
-
-    def security(self, record: CallRecord) -> dict[str, Any]:
-        """What protected this call, as observed on the live connection and stream."""
-        media = record.media
-        return {
-            "path": self._verdict.path,
-            "signaling": _signaling(self._state.tls),
-            "media": None
-            if media is None
-            else {
-                "srtp": media.srtp,
-                "transport": media.transport,
-                "crypto_suite": media.crypto_suite,
-                "keying": media.keying,
-                # SDES keys travel in the SDP, which the SBC terminating TLS can read.
-                "end_to_end": media.keying == "DTLS",
-                "scope": "end to end"
-                if media.keying == "DTLS"
-                else "hop by hop to the company SBC",
-                "codec": media.codec,
-            },
-        }
-
-
-def _signaling(tls: TlsFacts | None) -> dict[str, Any] | None:
-    if tls is None:
-        return None
-    return {
-        "transport": "TLS",
-        "tls_version": tls.version,
-        "cipher": tls.cipher,
-        "server_verified": tls.verified,
-        "server_cn": tls.server_cn,
-    }
-
-
-def _read_ca(path: Path) -> str:
-    try:
-        pem = path.read_text()
-        x509.load_pem_x509_certificates(pem.encode())
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise Refused(
-            Reason("ca_invalid", f"{path}: the SBC's CA certificate file is missing or unreadable.")
-        ) from None
-    return pem

@@ -20,7 +20,7 @@ import pjsua2 as pj
 
 from agent import config, keystore
 from agent.config import AgentConfig
-from agent.service import Softphone
+from agent.material import load as load_material
 from agent.sip import TlsMaterial
 
 BIND = "127.0.0.1"
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--srtp", choices=("mandatory", "disabled"), default="mandatory")
     args = parser.parse_args()
     cfg = config.load(args.config)
-    material = Softphone(cfg, keystore.OsKeychain(), None, print).prepare()  # type: ignore[arg-type]
+    material = load_material(cfg, keystore.OsKeychain())
 
     ep, tid = _endpoint(material)
     state: dict[str, Any] = {"registered": False, "done": False}

@@ -1,0 +1,40 @@
+"""What the SIP engine needs from the keychain and the disk, checked before anything is sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from agent import credentials, keystore
+from agent.config import AgentConfig
+from agent.reasons import Reason, Refused
+from agent.sip import TlsMaterial
+
+
+def load(config: AgentConfig, store: keystore.SecretStore) -> TlsMaterial:
+    """Credentials from the keychain, checked; the CA from its file. Raises Refused."""
+    try:
+        creds = keystore.load_credentials(store, config.keychain_service, config.account_id)
+    except keystore.MissingCredential as exc:
+        raise Refused(Reason("credentials_missing", str(exc))) from None
+    except keystore.KeychainError as exc:
+        raise Refused(Reason("keychain_unavailable", str(exc))) from None
+    try:
+        credentials.check_device(creds, config.account.user)
+    except credentials.CredentialError as exc:
+        raise Refused(Reason("device_cert_invalid", str(exc))) from None
+    return TlsMaterial(
+        creds.cert_pem, creds.key_pem, read_ca(config.sbc.ca_file), creds.sip_password
+    )
+
+
+def read_ca(path: Path) -> str:
+    try:
+        pem = path.read_text()
+        x509.load_pem_x509_certificates(pem.encode())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise Refused(
+            Reason("ca_invalid", f"{path}: the SBC's CA certificate file is missing or unreadable.")
+        ) from None
+    return pem
