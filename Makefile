@@ -30,8 +30,9 @@ typecheck: deps ## mypy (strict on agent/ and tunnel/)
 unit: deps ## only the unit tests (no services)
 	@$(VENV)/pytest -q tests/unit
 
-schema: deps ## regenerate schemas/agent-config.schema.json from agent/config.py
+schema: deps ## regenerate schemas/*.schema.json from the settings in agent/config.py
 	@$(VENV)/python -m agent.schema_export > schemas/agent-config.schema.json
+	@$(VENV)/python -m agent.schema_export managed > schemas/managed-config.schema.json
 
 bench-register: deps ## figures: start -> registered, call setup, RSS vs bare pjsua2
 	@scripts/keychain-session.sh $(VENV)/python -m bench.register_call

@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from agent import config as config_mod
-from agent import credentials, keystore
+from agent import credentials, keystore, managed, settings
 from agent.reasons import Refused
 from agent.service import Emit, Softphone
 
@@ -75,10 +75,15 @@ def _emitter(as_json: bool) -> Emit:
     return emit
 
 
+def _effective(args: argparse.Namespace) -> settings.Effective:
+    """The user's file (--config) under the organisation's managed configuration."""
+    return settings.load(args.config, managed.open_source())
+
+
 def _softphone(args: argparse.Namespace, emit: Emit) -> Softphone:
     from agent.phone import Pjsua2Engine  # pjsua2 loads only for commands that use it
 
-    cfg = config_mod.load(args.config)
+    cfg = _effective(args).config
     return Softphone(cfg, keystore.OsKeychain(), Pjsua2Engine(), emit)
 
 
@@ -148,7 +153,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What the agent would do, checked locally (nothing is sent)."""
-    cfg = config_mod.load(args.config)
+    cfg = _effective(args).config
     report: dict[str, Any] = {
         "account": cfg.account_id,
         "sbc": f"{cfg.sbc.host}:{cfg.sbc.port}",
@@ -196,7 +201,7 @@ def cmd_tunnel(args: argparse.Namespace) -> int:
     """Bring the office tunnel up or down with wg-quick, if the organisation allows it."""
     from tunnel.wireguard import WireGuard, WireGuardError
 
-    cfg = config_mod.load(args.config)
+    cfg = _effective(args).config
     wg = cfg.wireguard
     if wg is None or not wg.agent_may_connect or not wg.profile:
         print(
@@ -214,8 +219,73 @@ def cmd_tunnel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Show every setting with its value and where it comes from, or change one."""
+    effective = _effective(args)
+    if args.action == "set":
+        return _set_setting(args, effective)
+    rows = [
+        {
+            "key": s.key,
+            "value": effective.values.get(s.key),
+            "source": effective.sources.get(s.key, settings.DEFAULT),
+            "locked": effective.is_locked(s.key),
+            "security": s.security,
+            "help": s.help,
+        }
+        for s in settings.TABLE
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "managed_by": effective.managed_by,
+                    "locked": effective.locked,
+                    "overruled": list(effective.overruled),
+                    "settings": rows,
+                }
+            )
+        )
+        return EXIT_OK
+    for row in rows:
+        note = "set by your organisation" if row["locked"] else row["source"]
+        print(f"{row['key']:32} {json.dumps(row['value']):40} {note}")
+    for key in effective.overruled:
+        print(f"note: your value for {key} is not used: set by your organisation")
+    return EXIT_OK
+
+
+def _set_setting(args: argparse.Namespace, effective: settings.Effective) -> int:
+    key = args.key
+    if key not in settings.BY_KEY:
+        print(f"guardphone: {key}: no such setting (see `guardphone settings`)", file=sys.stderr)
+        return EXIT_USAGE
+    if effective.is_locked(key) or (effective.locked and key in effective.overruled):
+        print(
+            f"guardphone: {key} is set by your organisation and cannot be changed here.",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    try:
+        value = json.loads(args.value)
+    except json.JSONDecodeError:
+        value = args.value  # a bare word is a string
+    doc = config_mod.read_document(args.config)
+    node = doc
+    *sections, leaf = key.split(".")
+    for section in sections:
+        node = node.setdefault(section, {})
+    node[leaf] = value
+    source = managed.open_source()
+    mdoc = source.read()
+    settings.resolve(doc, str(args.config), mdoc, source.location if mdoc is not None else None)
+    args.config.write_text(json.dumps(doc, indent=2) + "\n")  # only once it validates
+    print(f"{key} = {json.dumps(value)}")
+    return EXIT_OK
+
+
 def cmd_credentials_import(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = _effective(args).config
     secrets_in = _SecretReader()
     try:
         if args.p12:
@@ -292,6 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="check config, keychain and certificate (sends nothing)")
     needs_config(p)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("settings", help="show the settings and where each comes from; set one")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION")
+    shw = ssub.add_parser("show", help="every setting, its value and source (the default)")
+    shw.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON object"
+    )
+    st = ssub.add_parser("set", help="change one of your settings (not the organisation's)")
+    st.add_argument("key")
+    st.add_argument("value", help="a JSON value, or a bare word for a string")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_settings, action="show")
 
     p = sub.add_parser("tunnel", help="bring the office tunnel up or down (if IT allows it)")
     p.add_argument("action", choices=("up", "down"))

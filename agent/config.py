@@ -19,6 +19,13 @@ SCHEMA_ID = "https://guardphone.example/schemas/agent-config.schema.json"
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the file and the key."""
 
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems  # (dotted key, what is wrong with it)
+
+
+NOT_SECURITY: dict[str, Any] = {"security": False}  # every other setting is security-relevant
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -35,7 +42,12 @@ class Account(_Strict):
 
     user: SipToken = Field(description="SIP user; must equal the CN of the device certificate.")
     domain: HostName = Field(description="SIP domain (digest realm) of the company registrar.")
-    display_name: str = Field(default="", max_length=64, description="Name shown to callees.")
+    display_name: str = Field(
+        default="",
+        max_length=64,
+        description="Name shown to callees.",
+        json_schema_extra=NOT_SECURITY,
+    )
 
 
 class Sbc(_Strict):
@@ -94,10 +106,14 @@ class WireGuard(_Strict):
 
 class Media(_Strict):
     qos: bool = Field(
-        default=True, description="Mark media DSCP EF and signaling CS3 (best effort)."
+        default=True,
+        json_schema_extra=NOT_SECURITY,
+        description="Mark media DSCP EF and signaling CS3 (best effort).",
     )
-    audio: Literal["auto", "null"] = Field(
-        default="auto", description="'auto' uses the sound device if there is one, else none."
+    audio: Literal["auto", "none"] = Field(
+        default="auto",
+        json_schema_extra=NOT_SECURITY,
+        description="'auto' uses the sound device if there is one; 'none' never opens one.",
     )
 
 
@@ -143,6 +159,11 @@ class AgentConfig(_Strict):
 
 def load(path: Path) -> AgentConfig:
     """Read and validate an agent config file; any problem raises ConfigError naming it."""
+    return parse(read_document(path), source=str(path))
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, or ConfigError naming the file and what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -155,7 +176,9 @@ def load(path: Path) -> AgentConfig:
         raise ConfigError(
             f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
-    return parse(raw, source=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the configuration must be a JSON object")
+    return raw
 
 
 def parse(raw: Any, source: str = "<config>") -> AgentConfig:
@@ -165,8 +188,9 @@ def parse(raw: Any, source: str = "<config>") -> AgentConfig:
         # JSON has no Path or IP type: let pydantic convert strings for those fields only.
         return AgentConfig.model_validate_json(json.dumps(raw))
     except ValidationError as exc:
-        problems = [_problem(err) for err in exc.errors()]
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        problems = tuple((_key(err["loc"]), _message(err)) for err in exc.errors())
+        text = "; ".join(_problem(err) for err in exc.errors())
+        raise ConfigError(f"{source}: {text}", problems) from None
 
 
 def _key(loc: tuple[int | str, ...]) -> str:

@@ -111,7 +111,7 @@ class Softphone:
             sbc_port=verdict.server[1],
             bind_address=verdict.local_address,
             qos=cfg.media.qos,
-            null_audio=cfg.media.audio == "null",
+            null_audio=cfg.media.audio == "none",
             bind_ifindex=socket.if_nametoindex(verdict.interface) if verdict.interface else None,
         )
 
