@@ -23,6 +23,7 @@ from typing import Any
 from agent import config as config_mod
 from agent import credentials, keystore, managed, settings
 from agent.reasons import Refused
+from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -83,8 +84,12 @@ def _effective(args: argparse.Namespace) -> settings.Effective:
 def _softphone(args: argparse.Namespace, emit: Emit) -> Softphone:
     from agent.phone import Pjsua2Engine  # pjsua2 loads only for commands that use it
 
-    cfg = _effective(args).config
-    return Softphone(cfg, keystore.OsKeychain(), Pjsua2Engine(), emit)
+    source = managed.open_source()
+    effective = settings.load(args.config, source)
+    follower = ConfigFollower(args.config, source, effective)
+    return Softphone(
+        effective.config, keystore.OsKeychain(), Pjsua2Engine(), emit, follower=follower
+    )
 
 
 def _run(

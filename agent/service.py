@@ -20,6 +20,7 @@ from agent.config import AgentConfig
 from agent.gate import Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
+from agent.reload import ConfigFollower
 from agent.sip import (
     CallEnded,
     CallMediaActive,
@@ -47,6 +48,7 @@ IDLE_POLL_S = 1.0  # pjsip wakes us earlier for its own timers and for any packe
 TICK_S = 0.25
 RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
 RECHECK_SBC_S = 30.0
+CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is noticed
 
 
 NOT_CHECKED = Verdict(
@@ -75,8 +77,10 @@ class Softphone:
         observer: PathObserver | None = None,
         netwatch: NetWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
+        follower: ConfigFollower | None = None,
     ) -> None:
         self.config = config
+        self._follower = follower
         self._store = store
         self._engine = engine
         self._emit = emit
@@ -284,7 +288,9 @@ class Softphone:
             if self._netwatch is not None:
                 net = self._netwatch.drain()
         elif self._netwatch is not None:
-            net = self._netwatch.wait(min(timeout_s, self._recheck_s))
+            net = self._netwatch.wait(min(timeout_s, self._recheck_s, CONFIG_POLL_S))
+        if self._follower is not None:
+            self._follow_config()  # first: a fixed configuration revives a refused agent
         if self._material is None:
             return
         if self._running and self._path_broke(net):
@@ -293,6 +299,29 @@ class Softphone:
             self._verdict = NOT_CHECKED
         if net.changed or self._probe_again or self._clock() - self._last_check >= self._recheck_s:
             self.check(probe=net.changed)
+
+    def _follow_config(self) -> None:
+        assert self._follower is not None
+        new, states = self._follower.poll()
+        for state in states:
+            self._emit(state)
+        if new is None:
+            return
+        # Any change of the effective configuration re-runs the whole gate under it: a
+        # stricter setting (a new pin, one path fewer) takes effect at once.
+        self.config = new.config
+        self._observer = PathObserver(new.config)
+        self._recheck_s = RECHECK_WG_S if "wireguard" in new.config.paths else RECHECK_SBC_S
+        if self._running:
+            self._teardown("config_changed", "The configuration changed: reconnecting.")
+        self._verdict = NOT_CHECKED
+        try:
+            self._material = self.prepare()
+        except Refused as exc:
+            self._material = None
+            self._emit({"state": "refused", **exc.reason.as_dict()})
+            return
+        self.check(probe=True)
 
     def _path_broke(self, net: NetEvents) -> bool:
         if not net.down or self._verdict.interface is None:
