@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import importlib.util
 import json
 import logging
@@ -22,11 +21,16 @@ from typing import Any
 
 from agent import config as config_mod
 from agent import credentials, keystore, managed, settings
+from agent.cli_admin import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    add_admin_commands,
+    effective_config,
+)
 from agent.reasons import Refused
 from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
-
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
 def human(state: dict[str, Any]) -> str:
@@ -74,11 +78,6 @@ def _emitter(as_json: bool) -> Emit:
         print(json.dumps(line) if as_json else human(line), flush=True)
 
     return emit
-
-
-def _effective(args: argparse.Namespace) -> settings.Effective:
-    """The user's file (--config) under the organisation's managed configuration."""
-    return settings.load(args.config, managed.open_source())
 
 
 def _softphone(args: argparse.Namespace, emit: Emit) -> Softphone:
@@ -158,7 +157,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What the agent would do, checked locally (nothing is sent)."""
-    cfg = _effective(args).config
+    cfg = effective_config(args).config
     report: dict[str, Any] = {
         "account": cfg.account_id,
         "sbc": f"{cfg.sbc.host}:{cfg.sbc.port}",
@@ -202,133 +201,6 @@ class _NoEngine:
         raise RuntimeError(f"status does not use the SIP engine ({name})")
 
 
-def cmd_tunnel(args: argparse.Namespace) -> int:
-    """Bring the office tunnel up or down with wg-quick, if the organisation allows it."""
-    from tunnel.wireguard import WireGuard, WireGuardError
-
-    cfg = _effective(args).config
-    wg = cfg.wireguard
-    if wg is None or not wg.agent_may_connect or not wg.profile:
-        print(
-            "guardphone: your organisation does not let guardphone connect the office tunnel; "
-            "use your VPN client.",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
-    try:
-        WireGuard().quick(args.action, wg.profile)
-    except WireGuardError as exc:
-        print(f"guardphone: tunnel {args.action} failed: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(f"office tunnel {wg.interface}: {args.action}")
-    return EXIT_OK
-
-
-def cmd_settings(args: argparse.Namespace) -> int:
-    """Show every setting with its value and where it comes from, or change one."""
-    effective = _effective(args)
-    if args.action == "set":
-        return _set_setting(args, effective)
-    rows = [
-        {
-            "key": s.key,
-            "value": effective.values.get(s.key),
-            "source": effective.sources.get(s.key, settings.DEFAULT),
-            "locked": effective.is_locked(s.key),
-            "security": s.security,
-            "help": s.help,
-        }
-        for s in settings.TABLE
-    ]
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "managed_by": effective.managed_by,
-                    "locked": effective.locked,
-                    "overruled": list(effective.overruled),
-                    "settings": rows,
-                }
-            )
-        )
-        return EXIT_OK
-    for row in rows:
-        note = "set by your organisation" if row["locked"] else row["source"]
-        print(f"{row['key']:32} {json.dumps(row['value']):40} {note}")
-    for key in effective.overruled:
-        print(f"note: your value for {key} is not used: set by your organisation")
-    return EXIT_OK
-
-
-def _set_setting(args: argparse.Namespace, effective: settings.Effective) -> int:
-    key = args.key
-    if key not in settings.BY_KEY:
-        print(f"guardphone: {key}: no such setting (see `guardphone settings`)", file=sys.stderr)
-        return EXIT_USAGE
-    if effective.is_locked(key) or (effective.locked and key in effective.overruled):
-        print(
-            f"guardphone: {key} is set by your organisation and cannot be changed here.",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
-    try:
-        value = json.loads(args.value)
-    except json.JSONDecodeError:
-        value = args.value  # a bare word is a string
-    doc = config_mod.read_document(args.config)
-    node = doc
-    *sections, leaf = key.split(".")
-    for section in sections:
-        node = node.setdefault(section, {})
-    node[leaf] = value
-    source = managed.open_source()
-    mdoc = source.read()
-    settings.resolve(doc, str(args.config), mdoc, source.location if mdoc is not None else None)
-    args.config.write_text(json.dumps(doc, indent=2) + "\n")  # only once it validates
-    print(f"{key} = {json.dumps(value)}")
-    return EXIT_OK
-
-
-def cmd_credentials_import(args: argparse.Namespace) -> int:
-    cfg = _effective(args).config
-    secrets_in = _SecretReader()
-    try:
-        if args.p12:
-            bundle_password = secrets_in.read("PKCS#12 bundle password: ")
-            sip_password = secrets_in.read(f"SIP password for {cfg.account_id}: ")
-            creds = credentials.from_pkcs12(args.p12, bundle_password.encode(), sip_password)
-        else:
-            sip_password = secrets_in.read(f"SIP password for {cfg.account_id}: ")
-            creds = credentials.from_pem_files(args.key, args.cert, sip_password)
-        if not creds.sip_password:
-            raise credentials.CredentialError("the SIP password is empty")
-        summary = credentials.check_device(creds, cfg.account.user)
-        store = keystore.OsKeychain()
-        keystore.save_credentials(store, cfg.keychain_service, cfg.account_id, creds)
-    except (credentials.CredentialError, keystore.KeychainError) as exc:
-        print(f"guardphone: credentials not imported: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(
-        f"Imported the device certificate for {summary.subject_cn} (expires "
-        f"{summary.not_after:%Y-%m-%d}) and the SIP password into {store.backend_name}. "
-        "The files you imported from are not needed by guardphone: store or delete them "
-        "as your IT policy says."
-    )
-    return EXIT_OK
-
-
-class _SecretReader:
-    """Secrets come from a prompt or, for scripts, one per line on stdin; never from argv."""
-
-    def __init__(self) -> None:
-        self._interactive = sys.stdin.isatty()
-
-    def read(self, prompt: str) -> str:
-        if self._interactive:
-            return getpass.getpass(prompt)
-        return sys.stdin.readline().rstrip("\r\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guardphone",
@@ -368,38 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     needs_config(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("settings", help="show the settings and where each comes from; set one")
-    ssub = p.add_subparsers(dest="action", metavar="ACTION")
-    shw = ssub.add_parser("show", help="every setting, its value and source (the default)")
-    shw.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON object"
-    )
-    st = ssub.add_parser("set", help="change one of your settings (not the organisation's)")
-    st.add_argument("key")
-    st.add_argument("value", help="a JSON value, or a bare word for a string")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    needs_config(p, json_flag=False)
-    p.set_defaults(func=cmd_settings, action="show")
-
-    p = sub.add_parser("tunnel", help="bring the office tunnel up or down (if IT allows it)")
-    p.add_argument("action", choices=("up", "down"))
-    needs_config(p, json_flag=False)
-    p.set_defaults(func=cmd_tunnel)
-
-    p = sub.add_parser("credentials", help="manage credentials in the keychain")
-    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    imp = csub.add_parser(
-        "import",
-        help="import the device key, certificate and SIP password into the keychain",
-        description="Passwords are asked for at a prompt, or read one per line from stdin "
-        "(bundle password first, then the SIP password).",
-    )
-    src = imp.add_mutually_exclusive_group(required=True)
-    src.add_argument("--p12", type=Path, metavar="FILE", help="PKCS#12 bundle")
-    src.add_argument("--key", type=Path, metavar="FILE", help="PEM private key (with --cert)")
-    imp.add_argument("--cert", type=Path, metavar="FILE", help="PEM certificate chain")
-    needs_config(imp, json_flag=False)
-    imp.set_defaults(func=cmd_credentials_import)
+    add_admin_commands(sub, needs_config)
 
     if importlib.util.find_spec("lab") is not None:  # the lab ships only with the sources
         from lab.cli import add_lab_commands

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -42,6 +42,12 @@ def summarize(cert_pem: str) -> CertSummary:
         not_after=cert.not_valid_after_utc,
         serial=format(cert.serial_number, "x"),
     )
+
+
+def fingerprint(cert_pem: str) -> str:
+    """SHA-256 fingerprint of the certificate, as AA:BB:… (what helpdesk tools show)."""
+    digest = _first_cert(cert_pem).fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
 
 
 def check_device(creds: Credentials, sip_user: str, now: dt.datetime | None = None) -> CertSummary:

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent import calls, keystore, material, reasons
 from agent.calls import CallRecord
+from agent.certwatch import CertWatch
 from agent.config import AgentConfig
 from agent.gate import Verdict, decide
 from agent.observe import PathObserver
@@ -81,6 +82,7 @@ class Softphone:
     ) -> None:
         self.config = config
         self._follower = follower
+        self._cert: CertWatch | None = None
         self._store = store
         self._engine = engine
         self._emit = emit
@@ -129,6 +131,7 @@ class Softphone:
         """
         self._emit({"state": "checking", "account": self.config.account_id})
         self._material = self.prepare()
+        self._watch_certificate()
         if self._observer is None:
             self._observer = PathObserver(self.config)
         if self._netwatch is None:
@@ -293,6 +296,8 @@ class Softphone:
             self._follow_config()  # first: a fixed configuration revives a refused agent
         if self._material is None:
             return
+        if self._certificate_ended():
+            return
         if self._running and self._path_broke(net):
             # The link flapped: even if it is back already, what ran over it is gone.
             self._teardown("path_lost", "The protected path was lost: calls are paused.")
@@ -321,7 +326,32 @@ class Softphone:
             self._material = None
             self._emit({"state": "refused", **exc.reason.as_dict()})
             return
+        self._watch_certificate()
         self.check(probe=True)
+
+    def _watch_certificate(self) -> None:
+        assert self._material is not None
+        self._cert = CertWatch(self._material.cert_pem)
+        warning = self._cert.warning()
+        if warning:
+            self._emit(warning)
+
+    def _certificate_ended(self) -> bool:
+        """At the certificate's end, stop at once; until then, warn once a day."""
+        if self._cert is None:
+            return False
+        if not self._cert.expired():
+            warning = self._cert.warning()
+            if warning:
+                self._emit(warning)
+            return False
+        reason = self._cert.refusal()
+        if self._running:
+            self._teardown(reason.code, reason.text)
+        self._verdict = Verdict(None, reasons=(reason,))
+        self._material, self._cert = None, None  # a renewed certificate needs a new start
+        self._emit({"state": "refused", **reason.as_dict()})
+        return True
 
     def _path_broke(self, net: NetEvents) -> bool:
         if not net.down or self._verdict.interface is None:
