@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "needs_config", False) and args.config is None:
         parser.error(f"{args.command} needs --config FILE")
-    if args.command == "credentials" and args.key and not args.cert:
+    if args.command == "credentials" and getattr(args, "key", None) and not args.cert:
         parser.error("--key needs --cert")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -77,6 +77,19 @@ SECTIONS = frozenset(k.rsplit(".", 1)[0] for k in BY_KEY if "." in k)
 
 def flatten(doc: dict[str, Any], source: str) -> dict[str, Any]:
     """Nested document -> {dotted key: value}; unknown keys are errors naming the file."""
+    flat, unknown = _flatten(doc)
+    if unknown:
+        raise ConfigError(
+            "; ".join(f"{source}: {k}: {UNKNOWN}" for k in unknown),
+            tuple((k, UNKNOWN) for k in unknown),
+        )
+    return flat
+
+
+UNKNOWN = "unknown setting (check the spelling; unknown keys are not ignored)"
+
+
+def _flatten(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     flat: dict[str, Any] = {}
     unknown: list[str] = []
 
@@ -91,16 +104,7 @@ def flatten(doc: dict[str, Any], source: str) -> dict[str, Any]:
                 unknown.append(key)
 
     visit(doc, "")
-    if unknown:
-        raise ConfigError(
-            f"{source}: "
-            + "; ".join(
-                f"{k}: unknown setting (check the spelling; unknown keys are not ignored)"
-                for k in unknown
-            ),
-            tuple((k, "unknown setting") for k in unknown),
-        )
-    return flat
+    return flat, unknown
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -149,20 +153,24 @@ def resolve(
 ) -> Effective:
     """Layer defaults, user and managed; validate the result. Errors name the file and key."""
     _meta(user, user_source)
-    user_flat = flatten(user, user_source)
+    user_flat, user_unknown = _flatten(user)
+    problems = [f"{user_source}: {k}: {UNKNOWN}" for k in user_unknown]
     managed_flat: dict[str, Any] = {}
     locked = False
     if managed is not None:
         assert managed_source is not None
         locked = _meta(managed, managed_source)
-        managed_flat = flatten(managed, managed_source)
+        managed_flat, managed_unknown = _flatten(managed)
+        problems += [f"{managed_source}: {k}: {UNKNOWN}" for k in managed_unknown]
     values = {**user_flat, **managed_flat}
     sources = {k: MANAGED if k in managed_flat else USER for k in values}
     overruled = tuple(k for k in user_flat if k in managed_flat and user_flat[k] != managed_flat[k])
     try:
         config = parse(unflatten(values), source="(effective configuration)")
     except ConfigError as exc:
-        raise _blame(exc, sources, user_source, managed_source) from None
+        problems += [str(_blame(exc, sources, user_source, managed_source))]
+    if problems:  # every problem at once, each naming its file and key
+        raise ConfigError("; ".join(problems))
     effective_values = _values_of(config)
     for key in effective_values:
         sources.setdefault(key, DEFAULT)

@@ -257,3 +257,19 @@ def test_sbc_binds_certificate_to_sip_user(lab: Any, lab_ca: pki.Issued, tmp_pat
 
     assert register_as("alice") == "SIP/2.0 403 Certificate does not match user"
     assert register_as("bob") == "SIP/2.0 401 Unauthorized"  # the control: own name -> digest
+
+
+def test_credentials_show_lists_facts_never_the_key(
+    lab: Any, env: dict[str, str], store: Any
+) -> None:
+    alice = next(u.config for u in lab.users if u.name == "alice")
+    done = gp("--config", alice, "credentials", "show", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["subject"] == "alice" and shown["issuer"] == "guardphone Lab CA"
+    assert len(shown["sha256_fingerprint"].split(":")) == 32
+    assert 360 < shown["days_left"] < 366
+    assert shown["device_key"] == "in the keychain"
+    key = store.get("guardphone", "alice@lab.guardphone.test/device-key")
+    body = "".join(key.strip().splitlines()[1:-1])
+    assert body[:40] not in done.stdout and "PRIVATE" not in done.stdout

@@ -244,6 +244,32 @@ def test_wrong_sbc_pin_is_refused_before_registering(
     assert [line["state"] for line in lines] == ["checking", "refused"]  # pjsip never started
 
 
+def test_certificate_that_expires_while_registered_is_refused(
+    lab: Any, lab_ca: pki.Issued, env: dict[str, str], device: Callable[..., Path]
+) -> None:
+    from tests.services import agent
+
+    now = dt.datetime.now(dt.UTC)
+    password = keystore.OsKeychain().get("guardphone", f"alice@{lab.domain}/sip-password")
+    short = pki.issue(
+        lab_ca,
+        "alice",
+        server=False,
+        not_before=now - pki.DAY,
+        not_after=now + dt.timedelta(seconds=6),
+    )
+    config = device("alice", short, password=password)
+    with agent(config, "register", env=env) as alice:
+        alice.wait_for("registered")
+        expiring = next(line for line in alice.lines if line["state"] == "cert.expiring")
+        assert expiring["level"] == "urgent" and expiring["days_left"] == 0
+        refused = alice.wait_for("refused", timeout=15)
+    assert refused["code"] == "device_cert_expired"
+    ended = dt.datetime.fromisoformat(refused["time"])
+    assert ended - short.cert.not_valid_after_utc < dt.timedelta(seconds=2)
+    assert "unregistered" in [line["state"] for line in alice.lines]
+
+
 def test_capture_holds_no_sip_in_clear(capture: Path, lab: Any) -> None:
     """Runs last in this module: everything above went over TLS or nowhere."""
     time.sleep(0.5)  # let tshark flush the last packets of the tests above

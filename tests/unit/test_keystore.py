@@ -85,3 +85,12 @@ def test_locked_keychain_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     store = keystore.OsKeychain()
     with pytest.raises(keystore.KeychainError, match="The keychain is locked"):
         store.get("guardphone", "a@b/device-key")
+
+
+from tests.keystore_contract import KeystoreContract  # noqa: E402
+
+
+class TestMemoryKeychainContract(KeystoreContract):
+    @pytest.fixture
+    def store(self) -> MemoryKeychain:
+        return MemoryKeychain()
