@@ -162,6 +162,34 @@ def cmd_credentials_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Enroll this device with a one-time token (from the keychain, a prompt or stdin)."""
+    import socket
+
+    from agent.enroll import ENROLLMENT_TOKEN, EnrollError, enroll
+
+    cfg = effective_config(args).config
+    try:
+        store = keystore.OsKeychain()
+        token = store.get(
+            cfg.keychain_service, keystore.entry_name(cfg.account_id, ENROLLMENT_TOKEN)
+        )
+        token = token or _SecretReader().read("Enrollment token: ").strip()
+        if not token:
+            print("guardphone: no enrollment token given.", file=sys.stderr)
+            return EXIT_USAGE
+        done = enroll(cfg, store, token, socket.gethostname())
+    except (EnrollError, keystore.KeychainError) as exc:
+        print(f"guardphone: not enrolled: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(
+        f"Enrolled {cfg.account_id} (device {done.device_id}); certificate valid until "
+        f"{done.summary.not_after:%Y-%m-%d}. Key, certificate and SIP password are in "
+        f"{store.backend_name}."
+    )
+    return EXIT_OK
+
+
 def cmd_credentials_import(args: argparse.Namespace) -> int:
     cfg = effective_config(args).config
     secrets_in = _SecretReader()
@@ -215,6 +243,10 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
     needs_config(p, json_flag=False)
     p.set_defaults(func=cmd_settings, action="show")
+
+    p = sub.add_parser("enroll", help="enroll this device with a one-time token from IT")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("tunnel", help="bring the office tunnel up or down (if IT allows it)")
     p.add_argument("action", choices=("up", "down"))

@@ -104,6 +104,20 @@ class WireGuard(_Strict):
     )
 
 
+class Portal(_Strict):
+    """The central portal: enrollment now, posture and policy later."""
+
+    url: Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.:\[\]-]+(:[0-9]{1,5})?(/.*)?$")] = (
+        Field(description="Base URL of the portal (https only).")
+    )
+    ca_file: Path = Field(description="PEM file of the CA that issued the portal's certificate.")
+    spki_pins: tuple[SpkiPin, ...] = Field(
+        min_length=1,
+        description="Accepted portal public keys ('sha256/' + base64); nothing is sent to a "
+        "portal whose key is not one of them.",
+    )
+
+
 class Media(_Strict):
     qos: bool = Field(
         default=True,
@@ -133,6 +147,7 @@ class AgentConfig(_Strict):
     wireguard: WireGuard | None = Field(
         default=None, description="The office tunnel; required when paths has 'wireguard'."
     )
+    portal: Portal | None = Field(default=None, description="The central portal, if any.")
     media: Media = Media()
     keychain_service: str = Field(
         default="guardphone",

@@ -137,12 +137,9 @@ class OsKeychain:
         self._call("store", self._keyring.set_password, service, name, value)
 
     def delete(self, service: str, name: str) -> None:
-        try:
+        """Remove an entry; deleting what is not there is fine (idempotent clean-up)."""
+        if self.get(service, name) is not None:
             self._call("delete", self._keyring.delete_password, service, name)
-        except KeychainError:
-            # Deleting what is not there is not an error for us (idempotent clean-up).
-            if self.get(service, name) is not None:
-                raise
 
 
 def _backend_names(backend: object) -> list[str]:

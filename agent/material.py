@@ -17,7 +17,13 @@ def load(config: AgentConfig, store: keystore.SecretStore) -> TlsMaterial:
     try:
         creds = keystore.load_credentials(store, config.keychain_service, config.account_id)
     except keystore.MissingCredential as exc:
-        raise Refused(Reason("credentials_missing", str(exc))) from None
+        text = str(exc)
+        if config.portal is not None:
+            text = (
+                f"This device is not enrolled for {config.account_id} yet: run "
+                "`guardphone enroll` with the one-time token from IT."
+            )
+        raise Refused(Reason("credentials_missing", text)) from None
     except keystore.KeychainError as exc:
         raise Refused(Reason("keychain_unavailable", str(exc))) from None
     try:

@@ -8,10 +8,15 @@ SBC's own key sits in the lab directory (mode 0600), as it would on a real SBC.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from tunnel.sbc import spki_pin
 DOMAIN = "lab.guardphone.test"
 SBC_NAME = "sbc.lab.guardphone.test"
 USERS = ("alice", "bob", "carol")
+ENROLLEE = "dave"  # provisioned at the SBC, enrolls with a token
 DEFAULT_PORT = 5061
 KEYCHAIN_SERVICE = "guardphone"
 
@@ -52,6 +58,8 @@ class LabState:
     office_kamailio_cfg: str | None = None
     net_users: list[LabUser] | None = None
     keychain_service: str = KEYCHAIN_SERVICE
+    enroll_pid: int | None = None
+    enroll_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +157,9 @@ def up(
         )
         users.append(LabUser(name, f"sip:{account}", str(config)))
 
+    enroll_port, enroll_secrets = _provision_enrollee(
+        directory, ca, spki_pin(good.cert), files.device_ca, port, keychain_service, ha1s
+    )
     tls_cfg = _write(directory / "tls.cfg", sbc.render_tls_cfg(files, port))
     kam_cfg = _write(
         directory / "kamailio.cfg",
@@ -156,6 +167,11 @@ def up(
         secret=True,
     )
     pid = sbc.start(kam_cfg, directory / "kamailio.pid", directory / "kamailio.log", port)
+    try:
+        enroll_pid = _start_enrollment(directory, enroll_port, enroll_secrets)
+    except Exception:
+        sbc.stop(pid, kam_cfg)
+        raise
     state = LabState(
         str(directory),
         port,
@@ -166,6 +182,8 @@ def up(
         str(rogue_ca_file),
         users,
         keychain_service=keychain_service,
+        enroll_pid=enroll_pid,
+        enroll_url=f"https://{sbc.GOOD}:{enroll_port}",
     )
     if with_net:
         try:
@@ -190,8 +208,10 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
         sbc.stop(state.office_kamailio_pid, Path(state.office_kamailio_cfg))
     if state.net_prefix:
         net.down(directory, state.net_prefix)
+    if state.enroll_pid:
+        _stop_enrollment(state.enroll_pid)
     if store is not None:
-        for user in state.users:
+        for user in [*state.users, LabUser(ENROLLEE, "", "")]:
             keystore.delete_credentials(
                 store, state.keychain_service, f"{user.name}@{state.domain}"
             )
@@ -275,6 +295,72 @@ def _up_net(
         office_kamailio_cfg=str(cfg),
         net_users=users,
     )
+
+
+def _provision_enrollee(
+    directory: Path,
+    ca: pki.Issued,
+    sbc_pin: str,
+    ca_file: Path,
+    port: int,
+    keychain_service: str,
+    ha1s: dict[str, str],
+) -> tuple[int, dict[str, Any]]:
+    """dave is known to the SBC but not enrolled: his device gets its identity from the
+    lab's enrollment endpoint with a one-time token (docs/enrollment.md)."""
+    portal = pki.issue(ca, "portal.lab.guardphone.test", server=True, ips=(sbc.GOOD,))
+    _write(directory / "portal.pem", portal.cert_pem)
+    _write(directory / "portal.key", portal.key_pem, secret=True)
+    password, token = secrets.token_urlsafe(18), secrets.token_urlsafe(24)
+    ha1s[ENROLLEE] = sbc.ha1(ENROLLEE, DOMAIN, password)
+    enroll_port = _free_port()
+    dave = agent_config(ENROLLEE, port, ca_file, pins=(sbc_pin,), service=keychain_service)
+    dave["portal"] = {
+        "url": f"https://{sbc.GOOD}:{enroll_port}",
+        "ca_file": str(ca_file),
+        "spki_pins": [spki_pin(portal.cert)],
+    }
+    (directory / "agents" / f"{ENROLLEE}.json").write_text(json.dumps(dave, indent=2) + "\n")
+    _write(directory / "enroll-tokens.json", json.dumps({ENROLLEE: token}), secret=True)
+    return enroll_port, {
+        "domain": DOMAIN,
+        "tokens": {token: {"user": ENROLLEE, "password": password}},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((sbc.GOOD, 0))
+        return int(s.getsockname()[1])
+
+
+def _start_enrollment(directory: Path, port: int, secrets_doc: dict[str, Any]) -> int:
+    """The enrollment endpoint in its own process; its secrets go in on stdin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab.enroll", str(directory), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(secrets_doc) + "\n")
+    proc.stdin.close()
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise sbc.LabError("the lab enrollment endpoint did not start")
+    return proc.pid
+
+
+def _stop_enrollment(pid: int) -> None:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if b"lab.enroll" in argv:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def agent_config(

@@ -1,0 +1,103 @@
+"""Enrollment with a one-time token against the lab's endpoint (docs/enrollment.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import keystore
+from tests.integration.test_no_leaks import scan
+from tests.services import GUARDPHONE, run_agent
+
+pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
+
+
+def enroll(config: Path, token: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GUARDPHONE, "--config", str(config), "enroll"],
+        input=token + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def dave(lab: Any, store: Any, tmp_path: Path) -> Any:
+    """dave's config, with a keychain service of this test (so nothing leaks between tests)."""
+    directory = Path(lab.directory)
+    data = json.loads((directory / "agents" / "dave.json").read_text())
+    data["keychain_service"] = f"guardphone-enroll-{tmp_path.name[-12:]}"
+    config = tmp_path / "dave.json"
+    config.write_text(json.dumps(data))
+    yield config, data
+    keystore.delete_credentials(store, data["keychain_service"], "dave@lab.guardphone.test")
+
+
+def token_of(lab: Any) -> str:
+    return str(json.loads((Path(lab.directory) / "enroll-tokens.json").read_text())["dave"])
+
+
+def posts(lab: Any) -> list[str]:
+    log = Path(lab.directory) / "enroll.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_enroll_once_then_register_then_token_is_spent(
+    lab: Any, dave: Any, env: dict[str, str], store: Any, secret_service: Any
+) -> None:
+    config, data = dave
+    code, lines, _ = run_agent(config, "register", "--once", env=env)
+    assert code == 1 and "not enrolled" in lines[-1]["reason"]
+
+    done = enroll(config, token_of(lab), env)
+    assert done.returncode == 0, done.stderr
+    assert "Enrolled dave@lab.guardphone.test" in done.stdout
+    creds = keystore.load_credentials(store, data["keychain_service"], "dave@lab.guardphone.test")
+    assert creds.key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert creds.cert_pem.count("BEGIN CERTIFICATE") == 2
+
+    code, lines, stderr = run_agent(config, "register", "--once", env=env)
+    assert code == 0, stderr
+    assert lines[2]["state"] == "registered"
+
+    again = enroll(config, token_of(lab), env)
+    assert again.returncode == 1
+    assert "did not accept this enrollment token" in again.stderr
+    assert posts(lab)[-2:] == ["POST /v1/enroll 200", "POST /v1/enroll 401"]
+
+    # The new key lives in the keychain and in memory only.
+    der_body = "".join(creds.key_pem.strip().splitlines()[1:-1]).encode()[:64]
+    needles = [der_body, creds.sip_password.encode()]
+    skip = (Path(secret_service.env["XDG_DATA_HOME"]), Path(lab.directory))
+    assert scan(Path("/tmp"), needles, skip) == []
+    assert scan(config.parent, needles, skip) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"spki_pins": ["sha256/" + "E" * 43 + "="]}, "not the key your company pinned"),
+        ({"ca_file": "ROGUE"}, "not the company portal"),
+    ],
+    ids=["wrong-pin", "untrusted-portal"],
+)
+def test_wrong_portal_is_refused_and_the_token_never_leaves(
+    lab: Any, dave: Any, env: dict[str, str], change: dict[str, Any], words: str
+) -> None:
+    config, data = dave
+    if change.get("ca_file") == "ROGUE":
+        change = {"ca_file": lab.rogue_ca_file}
+    data["portal"].update(change)
+    config.write_text(json.dumps(data))
+    before = posts(lab)
+    done = enroll(config, "a-token-that-must-not-leave", env)
+    assert done.returncode == 1
+    assert words in done.stderr and "nothing was sent" in done.stderr
+    assert posts(lab) == before  # the endpoint never saw a request
