@@ -23,6 +23,11 @@ USER: dict[str, Any] = {
     "paths": ["wireguard", "sbc_mtls"],
     "sbc": {"host": "127.0.0.1", "port": 5061, "ca_file": "/ca.pem"},
     "wireguard": {"interface": "wg0", "registrar": "10.0.0.1"},
+    "portal": {
+        "url": "https://portal.example.com",
+        "ca_file": "/ca.pem",
+        "spki_pins": ["sha256/" + "B" * 43 + "="],
+    },
 }
 # A valid value different from USER's for every security setting: what IT would push.
 IT_VALUES: dict[str, Any] = {
@@ -41,6 +46,9 @@ IT_VALUES: dict[str, Any] = {
     "wireguard.profile": "office",
     "wireguard.agent_may_connect": True,
     "keychain_service": "guardphone-corp",
+    "portal.url": "https://portal.corp.example",
+    "portal.ca_file": "/etc/guardphone/portal-ca.pem",
+    "portal.spki_pins": [PIN],
 }
 
 
