@@ -11,11 +11,11 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent import calls, keystore, material, reasons
-from agent.calls import CallRecord
+from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
 from agent.gate import Verdict, decide
@@ -62,8 +62,6 @@ class _State:
     registered: bool = False
     tls: TlsFacts | None = None
     failure: Reason | None = None
-    calls: dict[int, CallRecord] = field(default_factory=dict)
-    finished_calls: list[CallRecord] = field(default_factory=list)
 
 
 class Softphone:
@@ -90,6 +88,7 @@ class Softphone:
         self._netwatch = netwatch
         self._clock = clock
         self._state = _State()
+        self._calls = CallBook(emit, clock)
         self._auto_answer = False
         self._running = False  # the SIP engine is started (transports exist)
         self._material: TlsMaterial | None = None
@@ -209,18 +208,7 @@ class Softphone:
         self._engine.shutdown(send=False)
         self._running = False
         self._state.tls = None
-        for record in list(self._state.calls.values()):
-            self._state.calls.pop(record.call_id)
-            record.ended = True
-            self._state.finished_calls.append(record)
-            self._emit(
-                {
-                    "state": "call_ended" if record.established_at else "call_failed",
-                    "uri": record.remote,
-                    "code": code,
-                    "reason": text,
-                }
-            )
+        self._calls.drop_all(code, text)
         if self._state.registered:
             self._state.registered = False
             self._emit({"state": "unregistered", "code": code, "reason": text})
@@ -238,7 +226,7 @@ class Softphone:
             deadline = self._clock() + UNREGISTER_TIMEOUT_S
             while self._state.registered and self._clock() < deadline:
                 self._pump_engine(0.05)
-        for call in list(self._state.calls.values()):
+        for call in list(self._calls.active.values()):
             self._engine.hangup(call.call_id)
         self._engine.shutdown(send=True)
         if self._state.registered:
@@ -255,11 +243,11 @@ class Softphone:
 
     @property
     def finished_calls(self) -> list[CallRecord]:
-        return list(self._state.finished_calls)
+        return list(self._calls.finished)
 
     @property
     def active_calls(self) -> list[CallRecord]:
-        return list(self._state.calls.values())
+        return list(self._calls.active.values())
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -271,9 +259,7 @@ class Softphone:
         if not self._state.registered:
             raise Refused(Reason("not_registered", "Not registered: calls are paused."))
         self._emit({"state": "calling", "uri": uri})
-        call_id = self._engine.call(uri)
-        record = self._state.calls.setdefault(call_id, CallRecord(call_id, "outgoing", uri))
-        return record
+        return self._calls.placed(self._engine.call(uri), uri)
 
     def hangup(self, call_id: int) -> None:
         self._engine.hangup(call_id)
@@ -374,8 +360,7 @@ class Softphone:
         elif isinstance(event, RegistrationChanged):
             self._on_registration(event)
         elif isinstance(event, IncomingCall):
-            s.calls[event.call_id] = CallRecord(event.call_id, "incoming", event.remote_uri)
-            self._emit({"state": "incoming", "from": event.remote_uri})
+            self._calls.incoming(event)
             if self._auto_answer:
                 self._engine.answer(event.call_id)
         elif isinstance(event, UnsolicitedRequest):
@@ -389,32 +374,12 @@ class Softphone:
                 }
             )
         elif isinstance(event, CallStateChanged):
-            record = s.calls.setdefault(
-                event.call_id, CallRecord(event.call_id, "outgoing", event.remote_uri)
-            )
-            if event.state == "early":
-                self._emit({"state": "ringing", "uri": record.remote})
-            elif event.state == "confirmed" and record.established_at is None:
-                record.established_at = self._clock()
-                self._emit(
-                    {
-                        "state": "call_established",
-                        "uri": record.remote,
-                        "direction": record.direction,
-                        "security": calls.security_facts(
-                            self._verdict.path, self._state.tls, record.media
-                        ),
-                    }
-                )
+            self._calls.state_changed(event, self._verdict.path, s.tls)
         elif isinstance(event, CallMediaActive):
-            if event.call_id in s.calls:
-                s.calls[event.call_id].media = event.media
-            if not event.media.srtp:
-                # pjsua2 already refuses RTP-only offers (488); this is the second lock.
-                log.error("call %d has unencrypted media: hanging up", event.call_id)
+            if not self._calls.media_active(event):
                 self._engine.hangup(event.call_id)
         elif isinstance(event, CallEnded):
-            self._on_call_ended(event)
+            self._calls.ended(event)
 
     def _on_transport(self, event: TransportChanged) -> None:
         s = self._state
@@ -465,31 +430,3 @@ class Softphone:
             self._emit({"state": "unregistered", **reason.as_dict()})
         if s.failure is None:
             s.failure = reason
-
-    def _on_call_ended(self, event: CallEnded) -> None:
-        s = self._state
-        record = s.calls.pop(event.call_id, None)
-        if record is None:
-            record = CallRecord(event.call_id, "outgoing", "")
-        record.ended = True
-        s.finished_calls.append(record)
-        if record.established_at is None:
-            reason = reasons.call_failure(event.code, event.reason)
-            self._emit(
-                {
-                    "state": "call_failed",
-                    "uri": record.remote,
-                    "sip_code": event.code,
-                    **reason.as_dict(),
-                }
-            )
-            return
-        self._emit(
-            {
-                "state": "call_ended",
-                "uri": record.remote,
-                "sip_code": event.code,
-                "duration_s": event.duration_s,
-                "quality": calls.quality_facts(event.quality),
-            }
-        )

@@ -26,6 +26,11 @@ def add_lab_commands(sub: Any) -> None:
     up.add_argument("--port", type=int, default=lab.DEFAULT_PORT, help="SBC TLS port")
     up.add_argument("--json", action="store_true", help="print the lab as one JSON object")
     up.add_argument(
+        "--keychain-service",
+        default=lab.KEYCHAIN_SERVICE,
+        help="keychain service the lab users are enrolled under (tests use their own)",
+    )
+    up.add_argument(
         "--net",
         action="store_true",
         help="also build the laptop/office/hotel namespaces and the WireGuard tunnel (root)",
@@ -39,7 +44,13 @@ def add_lab_commands(sub: Any) -> None:
 def cmd_lab_up(args: argparse.Namespace) -> int:
     directory = args.dir or default_dir()
     try:
-        state = lab.up(directory, keystore.OsKeychain(), port=args.port, with_net=args.net)
+        state = lab.up(
+            directory,
+            keystore.OsKeychain(),
+            port=args.port,
+            with_net=args.net,
+            keychain_service=args.keychain_service,
+        )
     except (keystore.KeychainError, sbc.LabError, net.NetError) as exc:
         print(f"guardphone lab: not started: {exc}", file=sys.stderr)
         return 1

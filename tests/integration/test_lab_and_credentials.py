@@ -35,11 +35,13 @@ def gp(
 
 
 def test_lab_up_json_is_idempotent_and_down_stops_by_pid(
-    tmp_path: Path, env: dict[str, str], store: Any
+    tmp_path: Path, env: dict[str, str], store: Any, lab: Any
 ) -> None:
     port = str(free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE)))
     directory = tmp_path / "lab"
-    first = gp("lab", "up", "--dir", str(directory), "--port", port, "--json", env=env)
+    # Its own keychain service: this lab must not touch the session lab's users.
+    service = ["--keychain-service", "guardphone-lab-cli-test"]
+    first = gp("lab", "up", "--dir", str(directory), "--port", port, *service, "--json", env=env)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
     assert [u["name"] for u in data["users"]] == ["alice", "bob", "carol"]
@@ -49,14 +51,14 @@ def test_lab_up_json_is_idempotent_and_down_stops_by_pid(
     pid = lab_mod.read_state(directory).kamailio_pid  # type: ignore[union-attr]
     assert psutil.pid_exists(pid)
 
-    again = gp("lab", "up", "--dir", str(directory), "--port", port, "--json", env=env)
+    again = gp("lab", "up", "--dir", str(directory), "--port", port, *service, "--json", env=env)
     assert again.returncode == 0
     assert lab_mod.read_state(directory).kamailio_pid == pid  # type: ignore[union-attr]
 
     # The SBC never holds a plain password, only HA1; no device key is on disk.
     kam = (directory / "kamailio.cfg").read_text()
     assert "$sht(ha1=>alice)" in kam
-    password = store.get("guardphone", "alice@lab.guardphone.test/sip-password")
+    password = store.get("guardphone-lab-cli-test", "alice@lab.guardphone.test/sip-password")
     assert password and password not in kam
     assert not list((directory / "agents").glob("*.key"))
 
@@ -64,7 +66,9 @@ def test_lab_up_json_is_idempotent_and_down_stops_by_pid(
     assert down.returncode == 0 and "stopped" in down.stdout
     psutil.wait_procs([psutil.Process(pid)], timeout=5) if psutil.pid_exists(pid) else None
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert store.get("guardphone", "alice@lab.guardphone.test/device-key") is None
+    assert store.get("guardphone-lab-cli-test", "alice@lab.guardphone.test/device-key") is None
+    # The session lab's alice is untouched by this second lab coming and going.
+    assert store.get(lab.keychain_service, "alice@lab.guardphone.test/device-key") is not None
     assert "was not running" in gp("lab", "down", "--dir", str(directory), env=env).stdout
 
 
