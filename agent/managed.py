@@ -167,10 +167,37 @@ class NoSource:
         return None
 
 
+class RefusedSource:
+    """A managed configuration that cannot be trusted: every read says why."""
+
+    def __init__(self, location: str, message: str) -> None:
+        self.location = location
+        self._message = message
+
+    def read(self) -> dict[str, Any] | None:
+        raise ConfigError(self._message)
+
+    def stamp(self) -> object:
+        return None
+
+
 def open_source(platform: str = sys.platform) -> ManagedSource:
+    default = _platform_source(platform)
     override = os.environ.get(OVERRIDE_ENV)
-    if override:
-        return FileSource(Path(override), "plist" if override.endswith(".plist") else "json")
+    if not override:
+        return default
+    if default.stamp() is not None:
+        # The device is managed: an environment variable must not swap the organisation's
+        # configuration for another one (or for none at all).
+        return RefusedSource(
+            default.location,
+            f"{OVERRIDE_ENV} is set, but this device is managed ({default.location}): "
+            "the organisation's configuration cannot be replaced.",
+        )
+    return FileSource(Path(override), "plist" if override.endswith(".plist") else "json")
+
+
+def _platform_source(platform: str) -> ManagedSource:
     if platform.startswith("linux"):
         return FileSource(LINUX_PATH)
     if platform == "darwin":

@@ -297,3 +297,17 @@ def test_hostile_managed_documents_never_crash(doc: dict[str, Any]) -> None:
     for key, value in settings.flatten(doc, "m.json").items():
         assert effective.sources[key] == settings.MANAGED
         assert effective.values[key] is not None or value is None
+
+
+def test_environment_cannot_replace_the_organisations_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "etc-managed.json"
+    real.write_text(json.dumps({"locked": True, "sbc": {"host": "192.0.2.1"}}))
+    monkeypatch.setattr(managed, "LINUX_PATH", real)
+    monkeypatch.setenv(managed.OVERRIDE_ENV, str(tmp_path / "nothing-here.json"))
+    with pytest.raises(ConfigError, match="cannot be replaced"):
+        managed.open_source("linux").read()
+    real.unlink()  # an unmanaged machine (a lab, CI): the override is how tests manage it
+    assert isinstance(managed.open_source("linux"), managed.FileSource)
+    assert managed.open_source("linux").location == str(tmp_path / "nothing-here.json")
