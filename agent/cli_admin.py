@@ -55,7 +55,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
     rows = [
         {
             "key": s.key,
-            "value": effective.values.get(s.key),
+            "value": settings.shown(s.key, effective.values.get(s.key)),
             "source": effective.sources.get(s.key, settings.DEFAULT),
             "locked": effective.is_locked(s.key),
             "security": s.security,
@@ -166,15 +166,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     """Enroll this device with a one-time token (from the keychain, a prompt or stdin)."""
     import socket
 
-    from agent.enroll import ENROLLMENT_TOKEN, EnrollError, enroll
+    from agent.enroll import EnrollError, enroll, staged_token
 
     cfg = effective_config(args).config
     try:
         store = keystore.OsKeychain()
-        token = store.get(
-            cfg.keychain_service, keystore.entry_name(cfg.account_id, ENROLLMENT_TOKEN)
-        )
-        token = token or _SecretReader().read("Enrollment token: ").strip()
+        token = staged_token(cfg, store) or _SecretReader().read("Enrollment token: ").strip()
         if not token:
             print("guardphone: no enrollment token given.", file=sys.stderr)
             return EXIT_USAGE

@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 
 
 NOT_SECURITY: dict[str, Any] = {"security": False}  # every other setting is security-relevant
+SECRET: dict[str, Any] = {"secret": True}  # never shown: settings, config.changed, logs
 
 
 class _Strict(BaseModel):
@@ -115,6 +116,12 @@ class Portal(_Strict):
         min_length=1,
         description="Accepted portal public keys ('sha256/' + base64); nothing is sent to a "
         "portal whose key is not one of them.",
+    )
+    enrollment_token: Annotated[str, Field(pattern=r"^[A-Za-z0-9._~+/=-]{8,256}$")] | None = Field(
+        default=None,
+        description="One-time enrollment token (MDM): moved into the keychain on first "
+        "run and used once; never shown.",
+        json_schema_extra=SECRET,
     )
 
 

@@ -7,9 +7,12 @@ back (chain, SIP credentials) and its key straight into the keychain. Nothing to
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +28,7 @@ from agent.material import read_ca
 from tunnel.sbc import spki_pin
 
 ENROLLMENT_TOKEN = "enrollment-token"  # noqa: S105 - an entry name, not a token
+TOKEN_USED = "enrollment-token-used"  # noqa: S105 - holds the SHA-256 of the spent token
 TIMEOUT_S = 10.0
 
 
@@ -89,8 +93,50 @@ def enroll(config: AgentConfig, store: keystore.SecretStore, token: str, hostnam
             raise
         raise EnrollError("response_invalid", f"The portal's answer is unusable ({exc}).") from None
     keystore.save_credentials(store, config.keychain_service, config.account_id, creds)
-    store.delete(config.keychain_service, keystore.entry_name(config.account_id, ENROLLMENT_TOKEN))
+    account = config.account_id
+    store.set(config.keychain_service, keystore.entry_name(account, TOKEN_USED), _digest(token))
+    store.delete(config.keychain_service, keystore.entry_name(account, ENROLLMENT_TOKEN))
     return Enrolled(config.account.user, str(answer.get("device_id", "")), summary)
+
+
+def staged_token(config: AgentConfig, store: keystore.SecretStore) -> str | None:
+    """The token to enroll with: one waiting in the keychain, or the one MDM put in the
+    managed configuration, moved into the keychain first. A token already spent is None."""
+    service, account = config.keychain_service, config.account_id
+    waiting = store.get(service, keystore.entry_name(account, ENROLLMENT_TOKEN))
+    if waiting:
+        return waiting
+    managed = config.portal.enrollment_token if config.portal else None
+    if not managed or store.get(service, keystore.entry_name(account, TOKEN_USED)) == _digest(
+        managed
+    ):
+        return None
+    store.set(service, keystore.entry_name(account, ENROLLMENT_TOKEN), managed)
+    return managed
+
+
+def enroll_if_possible(
+    config: AgentConfig, store: keystore.SecretStore, emit: Callable[[dict[str, Any]], None]
+) -> bool:
+    """First run on a managed device: enroll with the staged token, if there is one.
+    False when there is none; EnrollError when the enrollment fails."""
+    token = staged_token(config, store)
+    if token is None or config.portal is None:
+        return False
+    emit({"state": "enrolling", "portal": config.portal.url})
+    done = enroll(config, store, token, socket.gethostname())
+    emit(
+        {
+            "state": "enrolled",
+            "device_id": done.device_id,
+            "certificate_expires": done.summary.not_after.isoformat(),
+        }
+    )
+    return True
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def post_pinned(

@@ -105,6 +105,14 @@ class Softphone:
         """Everything that must hold before a single packet is sent; raises Refused."""
         return material.load(self.config, self._store)
 
+    def _enroll(self) -> bool:
+        from agent.enroll import EnrollError, enroll_if_possible
+
+        try:
+            return enroll_if_possible(self.config, self._store, self._emit)
+        except EnrollError as exc:
+            raise Refused(Reason(exc.code, f"Enrollment failed: {exc}")) from None
+
     def settings(self, verdict: Verdict) -> EngineSettings:
         cfg = self.config
         assert verdict.server is not None and verdict.local_address is not None
@@ -129,7 +137,13 @@ class Softphone:
         out, or (unless `wait_for_path`) when the gate refuses.
         """
         self._emit({"state": "checking", "account": self.config.account_id})
-        self._material = self.prepare()
+        try:
+            self._material = self.prepare()
+        except Refused as exc:
+            # A managed device's first run: enroll with the token MDM delivered, then go on.
+            if exc.reason.code != "credentials_missing" or not self._enroll():
+                raise
+            self._material = self.prepare()
         self._watch_certificate()
         if self._observer is None:
             self._observer = PathObserver(self.config)

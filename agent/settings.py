@@ -28,10 +28,14 @@ META_KEYS = ("version", "locked")  # about the document, not settings
 DEFAULT, USER, MANAGED = "default", "user", "managed"
 
 
+HIDDEN = "(hidden)"
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
     security: bool
+    secret: bool
     required: bool
     default: Any
     help: str
@@ -62,6 +66,7 @@ def _walk(model: type[BaseModel], prefix: str) -> list[Setting]:
             Setting(
                 key=key,
                 security=bool(extra.get("security", True)),
+                secret=bool(extra.get("secret", False)),
                 required=required,
                 default=None if required or field.default is PydanticUndefined else field.default,
                 help=field.description or "",
@@ -221,13 +226,18 @@ def changes(old: Effective, new: Effective) -> list[dict[str, Any]]:
     return [
         {
             "key": k,
-            "old": old.values.get(k),
-            "new": new.values.get(k),
+            "old": shown(k, old.values.get(k)),
+            "new": shown(k, new.values.get(k)),
             "source": new.sources.get(k, DEFAULT),
         }
         for k in keys
         if old.values.get(k) != new.values.get(k)
     ]
+
+
+def shown(key: str, value: Any) -> Any:
+    """A value as it may be displayed: secrets never are."""
+    return HIDDEN if value is not None and BY_KEY[key].secret else value
 
 
 def managed_schema() -> dict[str, Any]:

@@ -311,7 +311,9 @@ def _provision_enrollee(
     portal = pki.issue(ca, "portal.lab.guardphone.test", server=True, ips=(sbc.GOOD,))
     _write(directory / "portal.pem", portal.cert_pem)
     _write(directory / "portal.key", portal.key_pem, secret=True)
-    password, token = secrets.token_urlsafe(18), secrets.token_urlsafe(24)
+    # Several one-time tokens for the same person: each works once (tests spend one each).
+    password = secrets.token_urlsafe(18)
+    tokens = [secrets.token_urlsafe(24) for _ in range(4)]
     ha1s[ENROLLEE] = sbc.ha1(ENROLLEE, DOMAIN, password)
     enroll_port = _free_port()
     dave = agent_config(ENROLLEE, port, ca_file, pins=(sbc_pin,), service=keychain_service)
@@ -321,10 +323,10 @@ def _provision_enrollee(
         "spki_pins": [spki_pin(portal.cert)],
     }
     (directory / "agents" / f"{ENROLLEE}.json").write_text(json.dumps(dave, indent=2) + "\n")
-    _write(directory / "enroll-tokens.json", json.dumps({ENROLLEE: token}), secret=True)
+    _write(directory / "enroll-tokens.json", json.dumps({ENROLLEE: tokens}), secret=True)
     return enroll_port, {
         "domain": DOMAIN,
-        "tokens": {token: {"user": ENROLLEE, "password": password}},
+        "tokens": {token: {"user": ENROLLEE, "password": password} for token in tokens},
     }
 
 

@@ -40,8 +40,9 @@ def dave(lab: Any, store: Any, tmp_path: Path) -> Any:
     keystore.delete_credentials(store, data["keychain_service"], "dave@lab.guardphone.test")
 
 
-def token_of(lab: Any) -> str:
-    return str(json.loads((Path(lab.directory) / "enroll-tokens.json").read_text())["dave"])
+def token_of(lab: Any, index: int = 0) -> str:
+    """dave's one-time tokens: each test spends its own."""
+    return str(json.loads((Path(lab.directory) / "enroll-tokens.json").read_text())["dave"][index])
 
 
 def posts(lab: Any) -> list[str]:
@@ -101,3 +102,39 @@ def test_wrong_portal_is_refused_and_the_token_never_leaves(
     assert done.returncode == 1
     assert words in done.stderr and "nothing was sent" in done.stderr
     assert posts(lab) == before  # the endpoint never saw a request
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="a managed file must belong to root")
+def test_first_run_on_a_managed_device_enrolls_with_the_mdm_token(
+    lab: Any, dave: Any, env: dict[str, str], store: Any, tmp_path: Path
+) -> None:
+    from agent import managed
+
+    config, data = dave
+    token = token_of(lab, 1)
+    managed_file = tmp_path / "managed.json"
+    managed_file.write_text(json.dumps({"locked": True, "portal": {"enrollment_token": token}}))
+    managed_file.chmod(0o644)
+    menv = {**env, managed.OVERRIDE_ENV: str(managed_file)}
+    service, account = data["keychain_service"], "dave@lab.guardphone.test"
+
+    code, lines, stderr = run_agent(config, "register", "--once", env=menv)
+    assert code == 0, stderr
+    states = [line["state"] for line in lines]
+    assert states[:4] == ["checking", "enrolling", "enrolled", "connecting"]
+    assert "registered" in states
+    assert token not in json.dumps(lines)
+    assert store.get(service, f"{account}/enrollment-token") is None  # spent and gone
+    assert store.get(service, f"{account}/enrollment-token-used") not in (None, token)
+
+    # The token stays in the managed file, but it is never used (or shown) again.
+    code, lines, _ = run_agent(config, "register", "--once", env=menv)
+    assert code == 0 and "enrolling" not in [line["state"] for line in lines]
+    shown = subprocess.run(
+        [GUARDPHONE, "--config", str(config), "settings", "--json"],
+        env=menv,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert token not in shown and '"(hidden)"' in shown

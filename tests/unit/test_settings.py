@@ -49,6 +49,7 @@ IT_VALUES: dict[str, Any] = {
     "portal.url": "https://portal.corp.example",
     "portal.ca_file": "/etc/guardphone/portal-ca.pem",
     "portal.spki_pins": [PIN],
+    "portal.enrollment_token": "one-time-token-from-IT",
 }
 
 
@@ -125,6 +126,19 @@ def test_changes_name_key_old_new_and_layer() -> None:
     assert settings.changes(old, new) == [
         {"key": "sbc.host", "old": "127.0.0.1", "new": "192.0.2.1", "source": "managed"}
     ]
+
+
+def test_secrets_are_never_shown() -> None:
+    old = settings.resolve(USER, "u.json")
+    new = settings.resolve(USER, "u.json", {"portal": {"enrollment_token": "s3cret-token"}}, "m")
+    (change,) = settings.changes(old, new)
+    assert change == {
+        "key": "portal.enrollment_token",
+        "old": None,
+        "new": "(hidden)",
+        "source": "managed",
+    }
+    assert "s3cret" not in json.dumps(settings.changes(old, new))
 
 
 def test_managed_schema_accepts_a_partial_document() -> None:
