@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from agent import credentials, keystore
 from agent.config import AgentConfig
 from agent.material import read_ca
-from tunnel.sbc import spki_pin
+from tunnel.sbc import memory_file, spki_pin
 
 ENROLLMENT_TOKEN = "enrollment-token"  # noqa: S105 - an entry name, not a token
 TOKEN_USED = "enrollment-token-used"  # noqa: S105 - holds the SHA-256 of the spent token
@@ -49,15 +50,10 @@ def enroll(config: AgentConfig, store: keystore.SecretStore, token: str, hostnam
     portal = config.portal
     if portal is None:
         raise EnrollError("no_portal", "No portal is configured: ask IT for the enrollment setup.")
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, config.account.user)]))
-        .sign(key, hashes.SHA256())
-    )
+    key, csr_pem = _new_key_and_csr(config.account.user)
     body = {
         "token": token,
-        "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "csr": csr_pem,
         "device": {"hostname": hostname, "agent_version": "0.1.0"},
     }
     status, answer = post_pinned(
@@ -71,16 +67,9 @@ def enroll(config: AgentConfig, store: keystore.SecretStore, token: str, hostnam
         )
     if status != 200:
         raise EnrollError("enroll_failed", f"The portal refused the enrollment ({status}).")
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
     try:
         sip = answer["sip"]
-        creds = keystore.Credentials(
-            key_pem, str(answer["certificate_chain"]), str(sip["password"])
-        )
+        creds = keystore.Credentials(key, str(answer["certificate_chain"]), str(sip["password"]))
         if sip["user"] != config.account.user or sip["domain"] != config.account.domain:
             raise EnrollError(
                 "identity_mismatch",
@@ -97,6 +86,72 @@ def enroll(config: AgentConfig, store: keystore.SecretStore, token: str, hostnam
     store.set(config.keychain_service, keystore.entry_name(account, TOKEN_USED), _digest(token))
     store.delete(config.keychain_service, keystore.entry_name(account, ENROLLMENT_TOKEN))
     return Enrolled(config.account.user, str(answer.get("device_id", "")), summary)
+
+
+def renew(config: AgentConfig, store: keystore.SecretStore) -> Enrolled:
+    """A fresh key and certificate before the old one ends, authenticated by the old one."""
+    portal = config.portal
+    if portal is None:
+        raise EnrollError("no_portal", "No portal is configured: renewal is not possible.")
+    current = keystore.load_credentials(store, config.keychain_service, config.account_id)
+    key, csr_pem = _new_key_and_csr(config.account.user)
+    status, answer = post_pinned(
+        portal.url.rstrip("/") + "/v1/renew",
+        read_ca(portal.ca_file),
+        portal.spki_pins,
+        {"csr": csr_pem},
+        client=current,
+    )
+    if status != 200:
+        raise EnrollError("renew_refused", f"The portal did not renew the certificate ({status}).")
+    try:
+        creds = keystore.Credentials(key, str(answer["certificate_chain"]), current.sip_password)
+        summary = credentials.check_device(creds, config.account.user)
+    except (KeyError, TypeError, credentials.CredentialError) as exc:
+        raise EnrollError("response_invalid", f"The portal's answer is unusable ({exc}).") from None
+    keystore.save_credentials(store, config.keychain_service, config.account_id, creds)
+    return Enrolled(config.account.user, str(answer.get("device_id", "")), summary)
+
+
+RENEW_BEFORE_S = 30 * 86400.0  # renew this long before the certificate ends
+
+
+def renew_if_due(
+    config: AgentConfig,
+    store: keystore.SecretStore,
+    cert_pem: str,
+    emit: Callable[[dict[str, Any]], None],
+    now: float | None = None,
+) -> bool:
+    """Renew when the certificate ends within 30 days and a portal is configured. True if a
+    new certificate is in the keychain; a failure is reported, not fatal (the old one works)."""
+    ends = credentials.summarize(cert_pem).not_after.timestamp()
+    if config.portal is None or ends - (now or time.time()) > RENEW_BEFORE_S:
+        return False
+    emit({"state": "renewing", "portal": config.portal.url})
+    try:
+        done = renew(config, store)
+    except EnrollError as exc:
+        emit({"state": "renewal_failed", "code": exc.code, "reason": str(exc)})
+        return False
+    emit({"state": "renewed", "certificate_expires": done.summary.not_after.isoformat()})
+    return True
+
+
+def _new_key_and_csr(user: str) -> tuple[str, str]:
+    """A fresh ECDSA P-256 key (PEM, for the keychain only) and a CSR for it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def staged_token(config: AgentConfig, store: keystore.SecretStore) -> str | None:
@@ -140,14 +195,25 @@ def _digest(token: str) -> str:
 
 
 def post_pinned(
-    url: str, ca_pem: str, pins: tuple[str, ...], body: dict[str, Any]
+    url: str,
+    ca_pem: str,
+    pins: tuple[str, ...],
+    body: dict[str, Any],
+    client: keystore.Credentials | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """POST JSON over HTTPS; the server's key must match a pin before anything is sent."""
+    """POST JSON over HTTPS; the server's key must match a pin before anything is sent.
+    With `client`, the device authenticates with its certificate (mutual TLS)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=ca_pem)
+    if client is not None:
+        with (
+            memory_file("guardphone-cert", client.cert_pem.encode()) as cert,
+            memory_file("guardphone-key", client.key_pem.encode()) as key,
+        ):
+            ctx.load_cert_chain(cert, key)
     conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT_S, context=ctx)
     try:
         try:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent import calls, keystore, material, reasons
+from agent import calls, enroll, keystore, material, reasons
 from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
@@ -106,11 +106,9 @@ class Softphone:
         return material.load(self.config, self._store)
 
     def _enroll(self) -> bool:
-        from agent.enroll import EnrollError, enroll_if_possible
-
         try:
-            return enroll_if_possible(self.config, self._store, self._emit)
-        except EnrollError as exc:
+            return enroll.enroll_if_possible(self.config, self._store, self._emit)
+        except enroll.EnrollError as exc:
             raise Refused(Reason(exc.code, f"Enrollment failed: {exc}")) from None
 
     def settings(self, verdict: Verdict) -> EngineSettings:
@@ -143,6 +141,8 @@ class Softphone:
             # A managed device's first run: enroll with the token MDM delivered, then go on.
             if exc.reason.code != "credentials_missing" or not self._enroll():
                 raise
+            self._material = self.prepare()
+        if enroll.renew_if_due(self.config, self._store, self._material.cert_pem, self._emit):
             self._material = self.prepare()
         self._watch_certificate()
         if self._observer is None:

@@ -37,13 +37,32 @@ class Enrollment:
             identity = self.tokens.pop(token, None)
         if identity is None:
             return 401, {"error": "token_invalid"}
+        code, answer = self.issue(identity["user"], csr_pem)
+        if code != 200:
+            with self.lock:
+                self.tokens[token] = identity  # the token was not spent on a broken request
+            return code, answer
+        answer["sip"] = {
+            "user": identity["user"],
+            "domain": self.domain,
+            "password": identity["password"],
+        }
+        return code, answer
+
+    def renew(self, peer: dict[str, Any] | None, csr_pem: str) -> tuple[int, dict[str, Any]]:
+        """Renewal is authenticated by the current device certificate (mutual TLS)."""
+        names = dict(item[0] for item in (peer or {}).get("subject", ()))
+        user = names.get("commonName")
+        if not user:
+            return 401, {"error": "client_certificate_required"}
+        return self.issue(str(user), csr_pem)
+
+    def issue(self, user: str, csr_pem: str) -> tuple[int, dict[str, Any]]:
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
             if not csr.is_signature_valid:
                 raise ValueError("bad signature")
         except ValueError as exc:
-            with self.lock:
-                self.tokens[token] = identity  # the token was not spent on a broken request
             return 400, {"error": "csr_invalid", "detail": str(exc)}
         now = dt.datetime.now(dt.UTC)
         cert = (
@@ -52,7 +71,7 @@ class Enrollment:
                 x509.Name(
                     [
                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "guardphone lab"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, identity["user"]),
+                        x509.NameAttribute(NameOID.COMMON_NAME, user),
                     ]
                 )
             )
@@ -68,15 +87,7 @@ class Enrollment:
         chain = "".join(
             c.public_bytes(serialization.Encoding.PEM).decode() for c in (cert, self.ca_cert)
         )
-        return 200, {
-            "certificate_chain": chain,
-            "sip": {
-                "user": identity["user"],
-                "domain": self.domain,
-                "password": identity["password"],
-            },
-            "device_id": f"lab-{cert.serial_number:x}"[:20],
-        }
+        return 200, {"certificate_chain": chain, "device_id": f"lab-{cert.serial_number:x}"[:20]}
 
 
 def serve(directory: Path, port: int, secrets: dict[str, Any]) -> None:
@@ -88,11 +99,13 @@ def serve(directory: Path, port: int, secrets: dict[str, Any]) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             try:
                 body = json.loads(self.rfile.read(min(length, 65536)))
-                code, answer = (
-                    enrollment.enroll(str(body["token"]), str(body["csr"]))
-                    if self.path == "/v1/enroll"
-                    else (404, {"error": "not_found"})
-                )
+                if self.path == "/v1/enroll":
+                    code, answer = enrollment.enroll(str(body["token"]), str(body["csr"]))
+                elif self.path == "/v1/renew":
+                    peer = self.connection.getpeercert()
+                    code, answer = enrollment.renew(peer, str(body["csr"]))
+                else:
+                    code, answer = 404, {"error": "not_found"}
             except (ValueError, KeyError, TypeError):
                 code, answer = 400, {"error": "bad_request"}
             log.write(f"POST {self.path} {code}\n")
@@ -110,6 +123,9 @@ def serve(directory: Path, port: int, secrets: dict[str, Any]) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(directory / "portal.pem", directory / "portal.key")
+    # Enrollment needs no client certificate; renewal is authenticated by the current one.
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(directory / "ca.pem")
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()

@@ -91,7 +91,8 @@ def _connect(target: ProbeTarget, timeout_s: float) -> socket.socket:
 
 
 @contextlib.contextmanager
-def _memory_file(name: str, data: bytes) -> Iterator[str]:
+def memory_file(name: str, data: bytes) -> Iterator[str]:
+    """A path to `data` that lives only in memory (memfd): for APIs that want key files."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
         os.write(fd, data)
@@ -105,8 +106,8 @@ def _context(target: ProbeTarget) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=target.ca_pem)
     with (
-        _memory_file("guardphone-cert", target.cert_pem.encode()) as cert,
-        _memory_file("guardphone-key", target.key_pem.encode()) as key,
+        memory_file("guardphone-cert", target.cert_pem.encode()) as cert,
+        memory_file("guardphone-key", target.key_pem.encode()) as key,
     ):
         ctx.load_cert_chain(cert, key)
     return ctx

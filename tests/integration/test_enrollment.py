@@ -138,3 +138,52 @@ def test_first_run_on_a_managed_device_enrolls_with_the_mdm_token(
         check=True,
     ).stdout
     assert token not in shown and '"(hidden)"' in shown
+
+
+def test_certificate_is_renewed_with_a_fresh_key_before_it_ends(
+    lab: Any, dave: Any, env: dict[str, str], store: Any
+) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from lab import pki
+
+    config, data = dave
+    service, account = data["keychain_service"], "dave@lab.guardphone.test"
+    assert enroll(config, token_of(lab, 2), env).returncode == 0
+    enrolled = keystore.load_credentials(store, service, account)
+
+    # Ten days left: the kind of certificate renewal exists for.
+    directory = Path(lab.directory)
+    ca = pki.Issued(
+        x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()),
+        serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
+    )
+    now = dt.datetime.now(dt.UTC)
+    old = pki.issue(
+        ca, "dave", server=False, not_before=now - pki.DAY, not_after=now + 10 * pki.DAY
+    )
+    keystore.save_credentials(
+        store,
+        service,
+        account,
+        keystore.Credentials(old.key_pem, old.cert_pem, enrolled.sip_password),
+    )
+
+    code, lines, stderr = run_agent(config, "register", "--once", env=env)
+    assert code == 0, stderr
+    states = [line["state"] for line in lines]
+    assert states[:3] == ["checking", "renewing", "renewed"]
+    assert "registered" in states and "cert.expiring" not in states
+    renewed = keystore.load_credentials(store, service, account)
+    assert renewed.key_pem not in (old.key_pem, enrolled.key_pem)  # a fresh key
+    assert renewed.sip_password == enrolled.sip_password
+    days = x509.load_pem_x509_certificate(renewed.cert_pem.encode()).not_valid_after_utc - now
+    assert days.days >= 364
+    assert posts(lab)[-1] == "POST /v1/renew 200"
+
+    # Not due: nothing is renewed.
+    code, lines, _ = run_agent(config, "register", "--once", env=env)
+    assert code == 0 and "renewing" not in [line["state"] for line in lines]
