@@ -29,6 +29,7 @@ DOMAIN = "lab.guardphone.test"
 SBC_NAME = "sbc.lab.guardphone.test"
 USERS = ("alice", "bob", "carol")
 ENROLLEE = "dave"  # provisioned at the SBC, enrolls with a token
+REVOKED = "eve"  # enrolled, but her certificate is on the CRL
 DEFAULT_PORT = 5061
 KEYCHAIN_SERVICE = "guardphone"
 
@@ -134,10 +135,12 @@ def up(
     # The lab CA key stays with the lab (like the company CA), so tests can issue devices.
     _write(directory / "ca.key", ca.key_pem, secret=True)
 
-    users, ha1s = [], {}
-    for name in USERS:
+    users, ha1s, revoked = [], {}, []
+    for name in (*USERS, REVOKED):
         password = secrets.token_urlsafe(18)
         device = pki.issue(ca, name, server=False)
+        if name == REVOKED:
+            revoked.append(device.cert)
         account = f"{name}@{DOMAIN}"
         keystore.save_credentials(
             store,
@@ -155,7 +158,10 @@ def up(
             )
             + "\n"
         )
-        users.append(LabUser(name, f"sip:{account}", str(config)))
+        if name != REVOKED:
+            users.append(LabUser(name, f"sip:{account}", str(config)))
+    # eve's certificate is revoked: the SBC checks the CRL and refuses her.
+    files = replace(files, crl=_write(directory / "crl.pem", pki.crl(ca, revoked)))
 
     enroll_port, enroll_secrets = _provision_enrollee(
         directory, ca, spki_pin(good.cert), files.device_ca, port, keychain_service, ha1s
@@ -211,7 +217,7 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
     if state.enroll_pid:
         _stop_enrollment(state.enroll_pid)
     if store is not None:
-        for user in [*state.users, LabUser(ENROLLEE, "", "")]:
+        for user in [*state.users, LabUser(ENROLLEE, "", ""), LabUser(REVOKED, "", "")]:
             keystore.delete_credentials(
                 store, state.keychain_service, f"{user.name}@{state.domain}"
             )

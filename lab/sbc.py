@@ -38,6 +38,7 @@ class SbcFiles:
     expired_key: Path
     rogue_cert: Path
     rogue_key: Path
+    crl: Path | None = None  # revoked device certificates (signed by the device CA)
 
 
 def ha1(user: str, realm: str, password: str) -> str:
@@ -62,7 +63,8 @@ def render_tls_cfg(files: SbcFiles, port: int, impostors: bool = True) -> str:
             f"certificate = {cert}\n"
             f"private_key = {key}\n"
             f"ca_list = {files.device_ca}\n"
-            f"cipher_list = {CIPHERS}\n\n"
+            + (f"crl = {files.crl}\n" if files.crl else "")
+            + f"cipher_list = {CIPHERS}\n\n"
         )
 
     extra = (

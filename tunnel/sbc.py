@@ -4,7 +4,7 @@ The handshake alone proves little: with TLS 1.3 a server that rejects our certif
 only on the first read. So the probe sends OPTIONS over the connection and needs the SBC's
 200 before it calls the path up. Every failure has its own code:
 sbc_unreachable, sbc_timeout, tls_too_old, server_cert_untrusted, server_name_mismatch,
-server_cert_expired, pin_mismatch, client_cert_refused, sbc_rejected.
+server_cert_expired, pin_mismatch, client_cert_refused, client_cert_revoked, sbc_rejected.
 
 The device key reaches OpenSSL through an anonymous in-memory file (memfd), never a path on
 disk: Python's ssl module only loads keys by file name.
@@ -216,6 +216,13 @@ def _server_cert_failure(exc: ssl.SSLCertVerificationError, where: str) -> Probe
 
 def _tls_failure(exc: ssl.SSLError, where: str) -> ProbeResult:
     text = str(exc).lower()
+    if "certificate revoked" in text:
+        return ProbeResult(
+            False,
+            "client_cert_revoked",
+            f"The SBC at {where} says this device's certificate has been revoked: calls are "
+            "paused. Contact the helpdesk to re-enroll this device.",
+        )
     if any(alert in text for alert in _CLIENT_REFUSED_ALERTS):
         return _client_refused(where)
     if "protocol version" in text or "unsupported protocol" in text or "no protocols" in text:

@@ -270,6 +270,18 @@ def test_certificate_that_expires_while_registered_is_refused(
     assert "unregistered" in [line["state"] for line in alice.lines]
 
 
+def test_revoked_device_certificate_is_refused_with_its_own_reason(
+    lab: Any, env: dict[str, str]
+) -> None:
+    eve = Path(lab.directory) / "agents" / "eve.json"  # the lab put her certificate on the CRL
+    rc, lines, _ = run_agent(eve, "register", "--once", env=env)
+    assert rc == 1
+    last = refused(lines)
+    assert last["code"] == "client_cert_revoked"
+    assert "revoked" in last["reason"] and "helpdesk" in last["reason"]
+    assert [line["state"] for line in lines] == ["checking", "refused"]  # pjsip never started
+
+
 def test_capture_holds_no_sip_in_clear(capture: Path, lab: Any) -> None:
     """Runs last in this module: everything above went over TLS or nowhere."""
     time.sleep(0.5)  # let tshark flush the last packets of the tests above
