@@ -21,6 +21,7 @@ from typing import Any
 
 from agent import config as config_mod
 from agent import credentials, keystore, managed, settings
+from agent.certwatch import CertWatch
 from agent.cli_admin import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -176,6 +177,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             "expires": summary.not_after.isoformat(),
             "serial": summary.serial,
         }
+        warning = CertWatch(material.cert_pem).warning()
+        if warning:  # within 30 days of the end: say so in the status too
+            report["device_certificate"].update(
+                {"warning": warning["level"], "days_left": warning["days_left"]}
+            )
         report["state"] = "ready"
     except Refused as exc:
         report.update({"state": "refused", **exc.reason.as_dict()})

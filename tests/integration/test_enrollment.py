@@ -11,7 +11,7 @@ import pytest
 
 from agent import keystore
 from tests.integration.test_no_leaks import scan
-from tests.services import GUARDPHONE, run_agent
+from tests.services import GUARDPHONE, agent, run_agent
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
 
@@ -64,9 +64,15 @@ def test_enroll_once_then_register_then_token_is_spent(
     assert creds.key_pem.startswith("-----BEGIN PRIVATE KEY-----")
     assert creds.cert_pem.count("BEGIN CERTIFICATE") == 2
 
-    code, lines, stderr = run_agent(config, "register", "--once", env=env)
+    bob = next(u.config for u in lab.users if u.name == "bob")
+    with agent(bob, "answer", "--count", "1", env=env) as answering:
+        answering.wait_for("registered")
+        code, lines, stderr = run_agent(
+            config, "call", "sip:bob@lab.guardphone.test", "--hangup-after", "0.5", env=env
+        )
     assert code == 0, stderr
-    assert lines[2]["state"] == "registered"
+    assert [line["state"] for line in lines][2] == "registered"
+    assert any(line["state"] == "call_established" for line in lines)
 
     again = enroll(config, token_of(lab), env)
     assert again.returncode == 1
