@@ -28,7 +28,9 @@ from agent.cli_admin import (
     EXIT_USAGE,
     add_admin_commands,
     effective_config,
+    open_log,
 )
+from agent.events import EventLog, event_for
 from agent.reasons import Refused
 from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
@@ -73,32 +75,36 @@ class _Stop(Exception):
     """SIGTERM or SIGINT: leave the loop and shut down cleanly."""
 
 
-def _emitter(as_json: bool) -> Emit:
+def _emitter(as_json: bool, log: EventLog | None) -> Emit:
+    """Every state is committed to the event log first, then shown."""
+
     def emit(state: dict[str, Any]) -> None:
         line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), **state}
+        if log is not None:
+            line["seq"] = log.append(*event_for(line), time=line["time"]).seq
         print(json.dumps(line) if as_json else human(line), flush=True)
 
     return emit
 
 
-def _softphone(args: argparse.Namespace, emit: Emit) -> Softphone:
+def _run(
+    args: argparse.Namespace, body: Callable[[Softphone], int], wait_for_path: bool = False
+) -> int:
     from agent.phone import Pjsua2Engine  # pjsua2 loads only for commands that use it
 
     source = managed.open_source()
     effective = settings.load(args.config, source)
-    follower = ConfigFollower(args.config, source, effective)
-    return Softphone(
-        effective.config, keystore.OsKeychain(), Pjsua2Engine(), emit, follower=follower
-    )
-
-
-def _run(
-    args: argparse.Namespace, body: Callable[[Softphone], int], wait_for_path: bool = False
-) -> int:
-    emit = _emitter(args.json)
+    log = open_log(effective.config)  # before anything happens: every state is logged
+    emit = _emitter(args.json, log)
     phone: Softphone | None = None
     try:
-        phone = _softphone(args, emit)
+        phone = Softphone(
+            effective.config,
+            keystore.OsKeychain(),
+            Pjsua2Engine(),
+            emit,
+            follower=ConfigFollower(args.config, source, effective),
+        )
         phone.start(wait_for_path=wait_for_path)
         return body(phone)
     except Refused as exc:
@@ -113,6 +119,7 @@ def _run(
     finally:
         if phone is not None:
             phone.stop()
+        log.close()
 
 
 def cmd_register(args: argparse.Namespace) -> int:

@@ -14,8 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from agent import config as config_mod
 from agent import credentials, keystore, managed, settings
+from agent.config import AgentConfig
+from agent.events import SEVERITIES, EventLog
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -162,6 +166,55 @@ def cmd_credentials_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def open_log(config: AgentConfig) -> EventLog:
+    return EventLog(config.event_log or default_log_path())
+
+
+def default_log_path() -> Path:
+    return Path(platformdirs.user_data_dir("guardphone")) / "events.db"
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Query the security event log, or verify its hash chain."""
+    log = open_log(effective_config(args).config)
+    try:
+        if args.action == "verify":
+            result = log.verify()
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "ok": result.ok,
+                            "records": result.count,
+                            "first_broken": result.first_broken,
+                            "problem": result.problem,
+                        }
+                    )
+                )
+            elif result.ok:
+                print(f"event log {log.path}: {result.count} records, chain intact")
+            else:
+                print(
+                    f"event log {log.path}: record {result.first_broken} {result.problem}; "
+                    f"the {result.count} records before it are intact"
+                )
+            return EXIT_OK if result.ok else EXIT_REFUSED
+        found = log.query(
+            args.since, args.until, tuple(args.type or ()), args.severity, args.text, args.limit
+        )
+        for event in found:
+            if args.json:
+                print(json.dumps(event.as_dict()))
+            else:
+                print(
+                    f"{event.seq:>7} {event.time} {event.severity:8} {event.type:22} "
+                    f"{json.dumps(event.fields)[:120]}"
+                )
+        return EXIT_OK
+    finally:
+        log.close()
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Enroll this device with a one-time token (from the keychain, a prompt or stdin)."""
     import socket
@@ -240,6 +293,18 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
     needs_config(p, json_flag=False)
     p.set_defaults(func=cmd_settings, action="show")
+
+    p = sub.add_parser("events", help="query the security event log, or verify it")
+    p.add_argument("action", nargs="?", choices=("query", "verify"), default="query")
+    p.add_argument("--since", help="ISO time (UTC), inclusive")
+    p.add_argument("--until", help="ISO time (UTC), exclusive")
+    p.add_argument("--type", action="append", help="event type (repeatable)")
+    p.add_argument("--severity", choices=SEVERITIES, help="at least this severe")
+    p.add_argument("--text", help="text to look for in the type or fields")
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("enroll", help="enroll this device with a one-time token from IT")
     needs_config(p, json_flag=False)

@@ -155,6 +155,10 @@ class AgentConfig(_Strict):
         default=None, description="The office tunnel; required when paths has 'wireguard'."
     )
     portal: Portal | None = Field(default=None, description="The central portal, if any.")
+    event_log: Path | None = Field(
+        default=None,
+        description="The security event log (SQLite); default: the user's data directory.",
+    )
     media: Media = Media()
     keychain_service: str = Field(
         default="guardphone",

@@ -183,8 +183,7 @@ class Softphone:
     def _apply(self, verdict: Verdict) -> None:
         previous, self._verdict = self._verdict, verdict
         if not verdict.allowed:
-            if self._running:
-                self._teardown("path_lost", "The protected path was lost: calls are paused.")
+            # The refusal is logged first, then acted upon (invariant 4).
             codes = tuple(r.code for r in verdict.reasons)
             if codes != self._refusal_shown:
                 self._refusal_shown = codes
@@ -196,6 +195,8 @@ class Softphone:
                         "reasons": [r.as_dict() for r in verdict.reasons],
                     }
                 )
+            if self._running:
+                self._teardown("path_lost", "The protected path was lost: calls are paused.")
             return
         self._refusal_shown = ()
         if self._running and verdict.same_route(previous):
@@ -218,14 +219,15 @@ class Softphone:
         self._engine.register()
 
     def _teardown(self, code: str, text: str) -> None:
-        """Stop SIP at once without sending anything: the path may lead anywhere now."""
-        self._engine.shutdown(send=False)
-        self._running = False
-        self._state.tls = None
+        """Stop SIP at once without sending anything: the path may lead anywhere now.
+        What is about to end is logged first, then ended."""
         self._calls.drop_all(code, text)
         if self._state.registered:
             self._state.registered = False
             self._emit({"state": "unregistered", "code": code, "reason": text})
+        self._engine.shutdown(send=False)
+        self._running = False
+        self._state.tls = None
 
     def stop(self) -> None:
         """Unregister (waiting at most a second) and release the engine. Idempotent."""
@@ -346,11 +348,11 @@ class Softphone:
                 self._emit(warning)
             return False
         reason = self._cert.refusal()
+        self._emit({"state": "refused", **reason.as_dict()})  # logged, then acted upon
         if self._running:
             self._teardown(reason.code, reason.text)
         self._verdict = Verdict(None, reasons=(reason,))
         self._material, self._cert = None, None  # a renewed certificate needs a new start
-        self._emit({"state": "refused", **reason.as_dict()})
         return True
 
     def _path_broke(self, net: NetEvents) -> bool:

@@ -387,6 +387,8 @@ def agent_config(
         "sbc": {"host": host, "port": port, "ca_file": str(ca_file), "spki_pins": list(pins)},
         "media": {"qos": True, "audio": "auto"},
         "keychain_service": service,
+        # Each lab user's security log lives in the lab directory (gone with the lab).
+        "event_log": str(Path(ca_file).parent / "events" / f"{user}.db"),
     }
 
 

@@ -264,6 +264,7 @@ def test_certificate_that_expires_while_registered_is_refused(
         expiring = next(line for line in alice.lines if line["state"] == "cert.expiring")
         assert expiring["level"] == "urgent" and expiring["days_left"] == 0
         refused = alice.wait_for("refused", timeout=15)
+        alice.wait_for("unregistered", timeout=5)  # logged first, then torn down
     assert refused["code"] == "device_cert_expired"
     ended = dt.datetime.fromisoformat(refused["time"])
     assert ended - short.cert.not_valid_after_utc < dt.timedelta(seconds=2)

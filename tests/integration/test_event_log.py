@@ -1,0 +1,85 @@
+"""The event log under real conditions: killed writers, and the agent writing its states."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.events import EventLog
+from tests.services import GUARDPHONE, run_agent
+
+WRITER = """
+import sys
+from pathlib import Path
+from agent.events import EventLog
+log = EventLog(Path(sys.argv[1]))
+while True:
+    event = log.append("call.placed", "info", {"uri": "sip:bob@lab", "pad": "x" * 200})
+    print(event.seq, flush=True)  # acknowledged: committed before this line exists
+"""
+
+
+def test_kill_9_fifty_times_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    acknowledged = 0
+    rng = random.Random(5)
+    for _ in range(50):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()  # it is writing
+        time.sleep(rng.uniform(0, 0.03))
+        os.kill(proc.pid, signal.SIGKILL)
+        lines = proc.stdout.read().split()
+        proc.wait()
+        if lines:
+            acknowledged = max(acknowledged, int(lines[-1]))
+    log = EventLog(path)
+    result = log.verify()
+    assert result.ok, result
+    assert result.count >= acknowledged > 50
+    seqs = [e.seq for e in log.query(limit=10**9)]
+    assert seqs == list(range(1, result.count + 1))
+
+
+@pytest.mark.kamailio
+@pytest.mark.keychain
+def test_agent_states_are_in_the_log_before_they_are_shown(lab: Any, env: dict[str, str]) -> None:
+    alice = next(u.config for u in lab.users if u.name == "alice")
+    code, lines, stderr = run_agent(alice, "register", "--once", env=env)
+    assert code == 0, stderr
+    assert all("seq" in line for line in lines)
+    shown = subprocess.run(
+        [GUARDPHONE, "--config", alice, "events", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    events = {e["seq"]: e for e in map(json.loads, shown.splitlines())}
+    for line in lines:
+        event = events[line["seq"]]
+        assert event["time"] == line["time"]  # the very state, committed before it was printed
+        assert {k: v for k, v in line.items() if k not in ("state", "time", "seq")} == {
+            k: v for k, v in event["fields"].items()
+        }
+    types = [events[line["seq"]]["type"] for line in lines]
+    assert types == ["agent.checking", "gate.allowed", "sip.registered", "sip.unregistered"]
+    verify = subprocess.run(
+        [GUARDPHONE, "--config", alice, "events", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0 and "chain intact" in verify.stdout
