@@ -28,6 +28,7 @@ from agent.cli_admin import (
     EXIT_USAGE,
     add_admin_commands,
     effective_config,
+    open_fraud_guard,
     open_log,
 )
 from agent.events import EventLog, event_for
@@ -104,6 +105,7 @@ def _run(
             Pjsua2Engine(),
             emit,
             follower=ConfigFollower(args.config, source, effective),
+            fraud=open_fraud_guard(effective.config),
         )
         phone.start(wait_for_path=wait_for_path)
         return body(phone)
@@ -234,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("call", help="call a SIP URI")
-    p.add_argument("uri", metavar="SIP_URI")
+    p.add_argument(
+        "uri",
+        metavar="SIP_URI_OR_NUMBER",
+        help="a SIP URI, or a phone number (judged by the toll-fraud guard)",
+    )
     p.add_argument(
         "--hangup-after",
         type=float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import hmac
 import json
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from agent import config as config_mod
 from agent import credentials, keystore, managed, settings
 from agent.config import AgentConfig
 from agent.events import SEVERITIES, EventLog
+from agent.fraud import FraudGuard, policy_from
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -174,6 +176,57 @@ def default_log_path() -> Path:
     return Path(platformdirs.user_data_dir("guardphone")) / "events.db"
 
 
+def open_fraud_guard(config: AgentConfig) -> FraudGuard:
+    path = config.fraud.state_file or Path(platformdirs.user_data_dir("guardphone")) / "fraud.db"
+    return FraudGuard(policy_from(config), path)
+
+
+FRAUD_ADMIN_CODE = "fraud-admin-code"  # keychain entry IT may provision for local resumes
+
+
+def cmd_fraud(args: argparse.Namespace) -> int:
+    """Whether calls are suspended for suspected fraud; resume with the local admin code."""
+    cfg = effective_config(args).config
+    guard = open_fraud_guard(cfg)
+    try:
+        if args.action == "status":
+            reason = guard.suspended
+            print(
+                json.dumps({"suspended": reason is not None, "reason": reason})
+                if args.json
+                else (f"suspended: {reason}" if reason else "not suspended")
+            )
+            return EXIT_OK
+        store = keystore.OsKeychain()
+        expected = store.get(
+            cfg.keychain_service, keystore.entry_name(cfg.account_id, FRAUD_ADMIN_CODE)
+        )
+        if not expected:
+            print(
+                "guardphone: no local admin code is set up on this device: the helpdesk "
+                "resumes the account from the portal.",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        given = _SecretReader().read("Admin code: ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            print("guardphone: wrong admin code; the account stays suspended.", file=sys.stderr)
+            return EXIT_REFUSED
+        log = open_log(cfg)
+        try:
+            log.append("fraud.resumed", "notice", {"by": "local admin code"})
+        finally:
+            log.close()
+        guard.resume("local admin code")
+        print("Calls resumed.")
+        return EXIT_OK
+    except keystore.KeychainError as exc:
+        print(f"guardphone: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        guard.close()
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """Query the security event log, or verify its hash chain."""
     log = open_log(effective_config(args).config)
@@ -305,6 +358,12 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     needs_config(p, json_flag=False)
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("fraud", help="suspension for suspected fraud: status, resume")
+    p.add_argument("action", nargs="?", choices=("status", "resume"), default="status")
+    p.add_argument("--json", action="store_true")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_fraud)
 
     p = sub.add_parser("enroll", help="enroll this device with a one-time token from IT")
     needs_config(p, json_flag=False)

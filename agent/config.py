@@ -125,6 +125,47 @@ class Portal(_Strict):
     )
 
 
+class Fraud(_Strict):
+    """The toll-fraud guard's policy (agent/fraud.py); safe defaults."""
+
+    region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = Field(
+        default="US", description="Region the user dials from (ISO 3166 code)."
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="The user's time zone.")
+    block_types: tuple[
+        Literal[
+            "premium_rate", "shared_cost", "satellite", "unknown", "toll_free", "personal", "uan"
+        ],
+        ...,
+    ] = Field(
+        default=("premium_rate", "shared_cost", "satellite", "unknown"),
+        description="Number types never dialled.",
+    )
+    allow_countries: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] = Field(
+        default=(), description="If set, only these destination countries."
+    )
+    deny_countries: tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...] = Field(
+        default=(), description="Destination countries never dialled."
+    )
+    international_per_window: int = Field(
+        default=10, ge=0, le=1000, description="International calls per window."
+    )
+    window_s: int = Field(default=3600, ge=60, le=86400, description="The velocity window.")
+    max_concurrent: int = Field(default=2, ge=1, le=20, description="Calls at the same time.")
+    business_hours: tuple[int, int] | None = Field(
+        default=None, description="[from, to) local hours for international calls."
+    )
+    sequential_run: int = Field(
+        default=5, ge=2, le=100, description="Consecutive numbers that count as enumeration."
+    )
+    suspend_after_blocks: int = Field(
+        default=3, ge=1, le=100, description="Blocked dials in 10 minutes that suspend."
+    )
+    state_file: Path | None = Field(
+        default=None, description="Counters and suspension (default: data dir)."
+    )
+
+
 class Media(_Strict):
     qos: bool = Field(
         default=True,
@@ -159,6 +200,7 @@ class AgentConfig(_Strict):
         default=None,
         description="The security event log (SQLite); default: the user's data directory.",
     )
+    fraud: Fraud = Fraud()
     media: Media = Media()
     keychain_service: str = Field(
         default="guardphone",

@@ -62,6 +62,9 @@ STATE_EVENTS: dict[str, tuple[str, str]] = {
     "renewing": ("cert.renewing", "info"),
     "renewed": ("cert.renewed", "notice"),
     "renewal_failed": ("cert.renewal_failed", "warning"),
+    "call_blocked": ("call.blocked", "warning"),
+    "fraud_suspended": ("fraud.suspended", "critical"),
+    "emergency_call": ("call.emergency", "notice"),
 }
 
 

@@ -90,6 +90,58 @@ class Decision:
         }
 
 
+def is_phone_number(target: str) -> bool:
+    """A dial string (digits, +, spaces, dashes) rather than a SIP URI."""
+    text = target.strip()
+    return (
+        bool(text)
+        and not text.startswith(("sip:", "sips:"))
+        and all(c.isdigit() or c in "+ -()./" for c in text)
+    )
+
+
+def policy_from(config: Any) -> Policy:
+    """The guard's policy from the `fraud` settings."""
+    f = config.fraud
+    return Policy(
+        region=f.region,
+        timezone=f.timezone,
+        block_types=tuple(f.block_types),
+        allow_countries=tuple(f.allow_countries),
+        deny_countries=tuple(f.deny_countries),
+        international_per_window=f.international_per_window,
+        window_s=f.window_s,
+        max_concurrent=f.max_concurrent,
+        business_hours=f.business_hours,
+        sequential_run=f.sequential_run,
+        suspend_after_blocks=f.suspend_after_blocks,
+    )
+
+
+def judge_dial(
+    guard: FraudGuard,
+    dialed: str,
+    active_calls: int,
+    emit: Callable[[dict[str, Any]], None],
+    domain: str,
+) -> str:
+    """Judge a dial, log the decision, and return the SIP URI to call; Refused otherwise."""
+    from agent.reasons import Reason, Refused
+
+    decision = guard.check(dialed, active_calls)
+    fields = decision.as_fields()
+    if decision.action == "suspend":
+        emit({"state": "fraud_suspended", **fields})
+        raise Refused(Reason("fraud_suspended", decision.reason), reported=True)
+    if not decision.allowed:
+        emit({"state": "call_blocked", **fields})
+        raise Refused(Reason("call_blocked", decision.reason), reported=True)
+    if decision.number.emergency:
+        emit({"state": "emergency_call", **fields})
+    number = decision.number.e164 or dialed.strip()
+    return f"sip:{number}@{domain};user=phone"
+
+
 def classify(dialed: str, region: str) -> Number:
     """What a dialed string is, read as the user in `region` would mean it."""
     text = dialed.strip()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from cryptography import x509
 
 from agent import credentials, keystore
 from agent.config import AgentConfig
+from agent.gate import Verdict
 from agent.reasons import Reason, Refused
-from agent.sip import TlsMaterial
+from agent.sip import EngineSettings, TlsMaterial
 
 
 def load(config: AgentConfig, store: keystore.SecretStore) -> TlsMaterial:
@@ -44,3 +46,19 @@ def read_ca(path: Path) -> str:
             Reason("ca_invalid", f"{path}: the SBC's CA certificate file is missing or unreadable.")
         ) from None
     return pem
+
+
+def engine_settings(cfg: AgentConfig, verdict: Verdict) -> EngineSettings:
+    """What pjsua2 is started with on the chosen path."""
+    assert verdict.server is not None and verdict.local_address is not None
+    return EngineSettings(
+        user=cfg.account.user,
+        domain=cfg.account.domain,
+        display_name=cfg.account.display_name,
+        sbc_host=verdict.server[0],
+        sbc_port=verdict.server[1],
+        bind_address=verdict.local_address,
+        qos=cfg.media.qos,
+        null_audio=cfg.media.audio == "none",
+        bind_ifindex=socket.if_nametoindex(verdict.interface) if verdict.interface else None,
+    )

@@ -18,6 +18,7 @@ from agent import calls, enroll, keystore, material, reasons
 from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
+from agent.fraud import FraudGuard, is_phone_number, judge_dial
 from agent.gate import Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
@@ -26,7 +27,6 @@ from agent.sip import (
     CallEnded,
     CallMediaActive,
     CallStateChanged,
-    EngineSettings,
     IncomingCall,
     RegistrationChanged,
     SipEngine,
@@ -77,9 +77,11 @@ class Softphone:
         netwatch: NetWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
         follower: ConfigFollower | None = None,
+        fraud: FraudGuard | None = None,
     ) -> None:
         self.config = config
         self._follower = follower
+        self._fraud = fraud
         self._cert: CertWatch | None = None
         self._store = store
         self._engine = engine
@@ -110,21 +112,6 @@ class Softphone:
             return enroll.enroll_if_possible(self.config, self._store, self._emit)
         except enroll.EnrollError as exc:
             raise Refused(Reason(exc.code, f"Enrollment failed: {exc}")) from None
-
-    def settings(self, verdict: Verdict) -> EngineSettings:
-        cfg = self.config
-        assert verdict.server is not None and verdict.local_address is not None
-        return EngineSettings(
-            user=cfg.account.user,
-            domain=cfg.account.domain,
-            display_name=cfg.account.display_name,
-            sbc_host=verdict.server[0],
-            sbc_port=verdict.server[1],
-            bind_address=verdict.local_address,
-            qos=cfg.media.qos,
-            null_audio=cfg.media.audio == "none",
-            bind_ifindex=socket.if_nametoindex(verdict.interface) if verdict.interface else None,
-        )
 
     # -- the gate ------------------------------------------------------------------------
 
@@ -174,6 +161,9 @@ class Softphone:
         sbc_first = paths[0] == "sbc_mtls"
         seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=sbc_first)
         verdict = decide(self.config, seen)
+        if self._fraud is not None and self._fraud.suspended:
+            text = f"Calls are suspended for suspected fraud ({self._fraud.suspended})."
+            verdict = Verdict(None, reasons=(Reason("fraud_suspended", text),))
         if not verdict.allowed and not sbc_first and "sbc_mtls" in paths:
             seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=True)
             verdict = decide(self.config, seen)
@@ -214,7 +204,7 @@ class Softphone:
             }
         )
         self._state.failure = None
-        self._engine.start(self.settings(verdict), self._material)
+        self._engine.start(material.engine_settings(self.config, verdict), self._material)
         self._running = True
         self._engine.register()
 
@@ -229,7 +219,7 @@ class Softphone:
         self._running = False
         self._state.tls = None
 
-    def stop(self) -> None:
+    def stop(self, reason: Reason | None = None) -> None:
         """Unregister (waiting at most a second) and release the engine. Idempotent."""
         if self._netwatch is not None:
             self._netwatch.close()
@@ -237,7 +227,12 @@ class Softphone:
         if not self._running:
             return
         self._running = False
-        if self._state.registered:
+        if self._state.registered and reason is not None:
+            self._state.registered = False
+            self._emit({"state": "unregistered", **reason.as_dict()})  # logged, then done
+            self._engine.unregister()
+            self._pump_engine(0.3)  # the un-REGISTER goes out and its answer comes back
+        elif self._state.registered:
             self._engine.unregister()
             deadline = self._clock() + UNREGISTER_TIMEOUT_S
             while self._state.registered and self._clock() < deadline:
@@ -267,15 +262,31 @@ class Softphone:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def call(self, uri: str) -> CallRecord:
+    def call(self, target: str) -> CallRecord:
+        """Place a call to a SIP URI or a phone number (the fraud guard judges numbers)."""
         if self._running and self._observer is not None:
             self.check()  # the path is checked again right before every outgoing call
         if not self._verdict.allowed:
             raise Refused(self._verdict.reasons[0])
         if not self._state.registered:
             raise Refused(Reason("not_registered", "Not registered: calls are paused."))
+        uri = self._judge_dial(target) if is_phone_number(target) else target
         self._emit({"state": "calling", "uri": uri})
         return self._calls.placed(self._engine.call(uri), uri)
+
+    def _judge_dial(self, dialed: str) -> str:
+        """Before an INVITE exists: the guard's decision is logged, then obeyed."""
+        assert self._fraud is not None
+        try:
+            return judge_dial(
+                self._fraud, dialed, len(self._calls.active), self._emit, self.config.account.domain
+            )
+        except Refused as exc:
+            if exc.reason.code == "fraud_suspended":
+                # The path is fine, so unregister properly: the SBC drops the contact.
+                self._verdict = Verdict(None, reasons=(exc.reason,))
+                self.stop(reason=exc.reason)
+            raise
 
     def hangup(self, call_id: int) -> None:
         self._engine.hangup(call_id)

@@ -389,6 +389,7 @@ def agent_config(
         "keychain_service": service,
         # Each lab user's security log lives in the lab directory (gone with the lab).
         "event_log": str(Path(ca_file).parent / "events" / f"{user}.db"),
+        "fraud": {"state_file": str(Path(ca_file).parent / "fraud" / f"{user}.db")},
     }
 
 

@@ -51,6 +51,18 @@ IT_VALUES: dict[str, Any] = {
     "portal.spki_pins": [PIN],
     "portal.enrollment_token": "one-time-token-from-IT",
     "event_log": "/var/lib/guardphone/events.db",
+    "fraud.region": "DE",
+    "fraud.timezone": "Europe/Berlin",
+    "fraud.block_types": ["premium_rate"],
+    "fraud.allow_countries": ["DE", "FR"],
+    "fraud.deny_countries": ["RU"],
+    "fraud.international_per_window": 4,
+    "fraud.window_s": 1800,
+    "fraud.max_concurrent": 1,
+    "fraud.business_hours": [8, 18],
+    "fraud.sequential_run": 3,
+    "fraud.suspend_after_blocks": 2,
+    "fraud.state_file": "/var/lib/guardphone/fraud.db",
 }
 
 
