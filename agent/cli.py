@@ -89,7 +89,10 @@ def _emitter(as_json: bool, log: EventLog | None) -> Emit:
 
 
 def _run(
-    args: argparse.Namespace, body: Callable[[Softphone], int], wait_for_path: bool = False
+    args: argparse.Namespace,
+    body: Callable[[Softphone], int],
+    wait_for_path: bool = False,
+    emergency: bool = False,
 ) -> int:
     from agent.phone import Pjsua2Engine  # pjsua2 loads only for commands that use it
 
@@ -107,6 +110,7 @@ def _run(
             follower=ConfigFollower(args.config, source, effective),
             fraud=open_fraud_guard(effective.config),
         )
+        phone.emergency_dial = emergency
         phone.start(wait_for_path=wait_for_path)
         return body(phone)
     except Refused as exc:
@@ -151,7 +155,15 @@ def cmd_call(args: argparse.Namespace) -> int:
                 hung_up = True
         return EXIT_OK if record.established_at is not None else EXIT_REFUSED
 
-    return _run(args, body)
+    return _run(args, body, emergency=_is_emergency(args))
+
+
+def _is_emergency(args: argparse.Namespace) -> bool:
+    from agent.fraud import classify, is_phone_number
+
+    if not is_phone_number(args.uri):
+        return False
+    return classify(args.uri, effective_config(args).config.fraud.region).emergency
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

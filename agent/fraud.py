@@ -138,7 +138,10 @@ def judge_dial(
         raise Refused(Reason("call_blocked", decision.reason), reported=True)
     if decision.number.emergency:
         emit({"state": "emergency_call", **fields})
-    number = decision.number.e164 or dialed.strip()
+        # Dialled as the short number, so the SBC routes it to the local emergency service.
+        number = "".join(c for c in dialed if c.isdigit())
+    else:
+        number = decision.number.e164 or dialed.strip()
     return f"sip:{number}@{domain};user=phone"
 
 

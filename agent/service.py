@@ -82,6 +82,9 @@ class Softphone:
         self.config = config
         self._follower = follower
         self._fraud = fraud
+        # Set when this session exists to dial an emergency number: a fraud suspension must
+        # never block or delay that (the guard still refuses every other number).
+        self.emergency_dial = False
         self._cert: CertWatch | None = None
         self._store = store
         self._engine = engine
@@ -161,7 +164,7 @@ class Softphone:
         sbc_first = paths[0] == "sbc_mtls"
         seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=sbc_first)
         verdict = decide(self.config, seen)
-        if self._fraud is not None and self._fraud.suspended:
+        if self._fraud is not None and self._fraud.suspended and not self.emergency_dial:
             text = f"Calls are suspended for suspected fraud ({self._fraud.suspended})."
             verdict = Verdict(None, reasons=(Reason("fraud_suspended", text),))
         if not verdict.allowed and not sbc_first and "sbc_mtls" in paths:

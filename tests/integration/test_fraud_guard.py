@@ -52,6 +52,15 @@ def test_premium_burst_is_blocked_then_suspended_then_resumed(
     )
     assert next(line for line in lines if line["state"] == "call_failed")["sip_code"] == 404
 
+    # Suspended, and still an emergency call is never blocked: it registers for it and dials.
+    code, lines, _ = run_agent(carol, "call", "911", env=env)
+    states = [line["state"] for line in lines]
+    assert "emergency_call" in states and "calling" in states
+    assert next(line for line in lines if line["state"] == "calling")["uri"].startswith("sip:911")
+    # ...while any other number stays refused.
+    code, lines, _ = run_agent(carol, "call", "+1 212 555 0100", env=env)
+    assert code == 1 and lines[-1]["code"] == "fraud_suspended"
+
     # The local admin code (provisioned by IT in the keychain) resumes the account.
     entry = "carol@lab.guardphone.test/fraud-admin-code"
     store.set(lab.keychain_service, entry, "4242-1337")
