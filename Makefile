@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,9 @@ schema: deps ## regenerate schemas/*.schema.json from the settings in agent/conf
 
 bench-register: deps ## figures: start -> registered, call setup, RSS vs bare pjsua2
 	@scripts/keychain-session.sh $(VENV)/python -m bench.register_call
+
+bench-fraud-events: deps ## figures: fraud decision, event appends, query over 1M events
+	@$(VENV)/python -m bench.fraud_events
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh

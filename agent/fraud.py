@@ -178,10 +178,15 @@ class FraudGuard:
         state_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(state_path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Counters survive a crash of the agent (WAL); a power cut may lose the last few
+        # dials, which only makes the guard forget some history, never allow more than
+        # policy. The security *events* are in the fully synchronous event log.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS dials (time REAL, e164 TEXT, international INTEGER, "
             "blocked INTEGER)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS dials_time ON dials(time)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
 
     def close(self) -> None:
@@ -309,16 +314,17 @@ class FraudGuard:
     def _sequential_run(self, e164: str) -> int:
         """How many of the recent numbers, with this one, differ from each other by one."""
         since = self._clock() - self.policy.sequential_window_s
-        recent = [
+        recent = [  # newest first, and only as many as a run needs
             row[0]
             for row in self._db.execute(
-                "SELECT e164 FROM dials WHERE time >= ? AND e164 IS NOT NULL ORDER BY time",
-                (since,),
+                "SELECT e164 FROM dials WHERE time >= ? AND e164 IS NOT NULL "
+                "ORDER BY time DESC LIMIT ?",
+                (since, self.policy.sequential_run),
             )
         ]
         run = 1
         current = int(e164.lstrip("+"))
-        for previous in reversed(recent):
+        for previous in recent:
             value = int(previous.lstrip("+"))
             if abs(current - value) != 1:
                 break
