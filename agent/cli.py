@@ -68,7 +68,7 @@ def human(state: dict[str, Any]) -> str:
             f"call ended after {state['duration_s']} s (loss {fig('loss_percent', '%')}, "
             f"jitter {fig('jitter_ms', 'ms')}, round trip {fig('rtt_ms', 'ms')})"
         )
-    rest = " ".join(f"{k}={v}" for k, v in state.items() if k not in ("state", "time"))
+    rest = " ".join(f"{k}={v}" for k, v in state.items() if k not in ("state", "time", "seq"))
     return f"{name} {rest}".strip()
 
 

@@ -65,4 +65,8 @@ echo
 echo "== alice's device, checked locally (nothing sent)"
 "$gp" --config "$alice" status
 echo
+echo "== alice's security event log: every step above, hash-chained"
+"$gp" --config "$alice" events --type gate.refused --type gate.allowed --type call.established
+"$gp" --config "$alice" events verify
+echo
 echo "Demo done: registration only over a protected path; TLS 1.2, verified SBC, SRTP mandatory."
