@@ -28,6 +28,7 @@ from agent.cli_admin import (
     EXIT_USAGE,
     add_admin_commands,
     effective_config,
+    open_forwarder,
     open_fraud_guard,
     open_log,
 )
@@ -35,6 +36,7 @@ from agent.events import EventLog, event_for
 from agent.reasons import Refused
 from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
+from agent.siem import Forwarder
 
 
 def human(state: dict[str, Any]) -> str:
@@ -76,14 +78,16 @@ class _Stop(Exception):
     """SIGTERM or SIGINT: leave the loop and shut down cleanly."""
 
 
-def _emitter(as_json: bool, log: EventLog | None) -> Emit:
-    """Every state is committed to the event log first, then shown."""
+def _emitter(as_json: bool, log: EventLog | None, forwarder: Forwarder | None = None) -> Emit:
+    """Every state is committed to the event log first, then shown, then forwarded."""
 
     def emit(state: dict[str, Any]) -> None:
         line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), **state}
         if log is not None:
             line["seq"] = log.append(*event_for(line), time=line["time"]).seq
         print(json.dumps(line) if as_json else human(line), flush=True)
+        if forwarder is not None:
+            forwarder.flush()  # what is pending, in order; backs off while a SIEM is down
 
     return emit
 
@@ -99,7 +103,8 @@ def _run(
     source = managed.open_source()
     effective = settings.load(args.config, source)
     log = open_log(effective.config)  # before anything happens: every state is logged
-    emit = _emitter(args.json, log)
+    forwarder = open_forwarder(effective.config, log)
+    emit = _emitter(args.json, log, forwarder)
     phone: Softphone | None = None
     try:
         phone = Softphone(
@@ -125,6 +130,9 @@ def _run(
     finally:
         if phone is not None:
             phone.stop()
+        if forwarder is not None:
+            forwarder.flush()
+            forwarder.close()
         log.close()
 
 

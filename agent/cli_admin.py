@@ -22,6 +22,7 @@ from agent import credentials, keystore, managed, settings
 from agent.config import AgentConfig
 from agent.events import SEVERITIES, EventLog
 from agent.fraud import FraudGuard, policy_from
+from agent.siem import Forwarder, Target
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -179,6 +180,50 @@ def default_log_path() -> Path:
 def open_fraud_guard(config: AgentConfig) -> FraudGuard:
     path = config.fraud.state_file or Path(platformdirs.user_data_dir("guardphone")) / "fraud.db"
     return FraudGuard(policy_from(config), path)
+
+
+def open_forwarder(config: AgentConfig, log: EventLog) -> Forwarder | None:
+    if not config.siem:
+        return None
+    targets = tuple(
+        Target(
+            t.name,
+            t.transport,
+            t.host,
+            t.port,
+            t.format,
+            t.ca_file.read_text() if t.ca_file else None,
+        )
+        for t in config.siem
+    )
+    return Forwarder(log.path, targets)
+
+
+def cmd_siem(args: argparse.Namespace) -> int:
+    """Where the event log is forwarded: per destination state, lag, last error; or flush."""
+    cfg = effective_config(args).config
+    log = open_log(cfg)
+    forwarder = open_forwarder(cfg, log)
+    try:
+        if forwarder is None:
+            print("no SIEM destination is configured")
+            return EXIT_OK
+        if args.action == "flush":
+            print(f"forwarded {forwarder.flush(batch=100_000)} event(s)")
+        rows = forwarder.status()
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for row in rows:
+                print(
+                    f"{row['target']:16} {row['transport']:4} {row['format']:8} "
+                    f"{row['state']:9} lag {row['lag']:>6}  {row['last_error'] or ''}"
+                )
+        return EXIT_OK if all(row["lag"] == 0 for row in rows) else EXIT_REFUSED
+    finally:
+        if forwarder is not None:
+            forwarder.close()
+        log.close()
 
 
 FRAUD_ADMIN_CODE = "fraud-admin-code"  # keychain entry IT may provision for local resumes
@@ -358,6 +403,12 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     needs_config(p, json_flag=False)
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("siem", help="forwarding of the event log: status, flush")
+    p.add_argument("action", nargs="?", choices=("status", "flush"), default="status")
+    p.add_argument("--json", action="store_true")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_siem)
 
     p = sub.add_parser("fraud", help="suspension for suspected fraud: status, resume")
     p.add_argument("action", nargs="?", choices=("status", "resume"), default="status")

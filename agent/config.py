@@ -166,6 +166,19 @@ class Fraud(_Strict):
     )
 
 
+class SiemTarget(_Strict):
+    """One SIEM destination the event log is forwarded to."""
+
+    name: SipToken = Field(description="A name for this destination (status, cursors).")
+    transport: Literal["udp", "tcp", "tls"] = Field(description="Syslog transport.")
+    host: HostName = Field(description="Receiver address.")
+    port: int = Field(ge=1, le=65535, description="Receiver port.")
+    format: Literal["rfc5424", "cef", "json"] = Field(
+        default="rfc5424", description="Message format."
+    )
+    ca_file: Path | None = Field(default=None, description="CA of the receiver (tls).")
+
+
 class Media(_Strict):
     qos: bool = Field(
         default=True,
@@ -201,6 +214,9 @@ class AgentConfig(_Strict):
         description="The security event log (SQLite); default: the user's data directory.",
     )
     fraud: Fraud = Fraud()
+    siem: tuple[SiemTarget, ...] = Field(
+        default=(), max_length=8, description="Where the event log is forwarded."
+    )
     media: Media = Media()
     keychain_service: str = Field(
         default="guardphone",

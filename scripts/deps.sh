@@ -11,6 +11,7 @@ DEBS=(
   gnome-keyring dbus dbus-bin dbus-daemon   # the Secret Service, in a private D-Bus session
   iproute2 procps                           # ip, ss
   tshark                                    # tests prove what crosses the wire
+  rsyslog rsyslog-gnutls                    # a real syslog receiver for the SIEM tests
   ca-certificates
 )
 

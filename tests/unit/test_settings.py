@@ -63,6 +63,16 @@ IT_VALUES: dict[str, Any] = {
     "fraud.sequential_run": 3,
     "fraud.suspend_after_blocks": 2,
     "fraud.state_file": "/var/lib/guardphone/fraud.db",
+    "siem": [
+        {
+            "name": "soc",
+            "transport": "tcp",
+            "host": "siem.example",
+            "port": 6514,
+            "format": "rfc5424",
+            "ca_file": None,
+        }
+    ],
 }
 
 

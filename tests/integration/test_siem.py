@@ -1,0 +1,156 @@
+"""Forwarding the event log to a real syslog receiver (Debian rsyslog on loopback)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import GUARDPHONE, free_port, run_agent
+
+pytestmark = [
+    pytest.mark.kamailio,
+    pytest.mark.keychain,
+    pytest.mark.skipif(
+        shutil.which("rsyslogd") is None, reason="rsyslog is installed by make deps"
+    ),
+]
+SEQ = re.compile(r'\[guardphone@32473 seq="(\d+)" type="([^"]+)" hash="([0-9a-f]{64})"')
+
+
+class Rsyslog:
+    """rsyslogd in the foreground with UDP and TCP inputs, writing raw messages per input."""
+
+    def __init__(self, directory: Path, udp: int, tcp: int) -> None:
+        self.dir = directory
+        self.conf = directory / "rsyslog.conf"
+        self.conf.write_text(f"""
+global(workDirectory="{directory}")
+module(load="imudp")
+module(load="imtcp")
+template(name="raw" type="string" string="%rawmsg%\\n")
+ruleset(name="udp") {{ action(type="omfile" file="{directory}/udp.log" template="raw") }}
+ruleset(name="tcp") {{ action(type="omfile" file="{directory}/tcp.log" template="raw") }}
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
+input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
+""")
+        self.tcp = tcp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["rsyslogd", "-n", "-f", str(self.conf), "-i", str(self.dir / "rsyslog.pid")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["ss", "-Hltn", f"sport = :{self.tcp}"], capture_output=True, text=True, check=False
+            )
+            if probe.stdout.strip():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("rsyslogd did not listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+    def received(self, name: str) -> list[tuple[int, str]]:
+        path = self.dir / f"{name}.log"
+        text = path.read_text() if path.exists() else ""
+        return [(int(m.group(1)), m.group(2)) for m in SEQ.finditer(text)]
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    port = free_port(("127.0.0.1",))
+    receiver = Rsyslog(tmp_path, free_port(("127.0.0.1",)), port)
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def siem_config(lab: Any, tmp_path: Path, receiver: Rsyslog) -> Path:
+    alice = next(u.config for u in lab.users if u.name == "alice")
+    data = json.loads(Path(alice).read_text())
+    data["event_log"] = str(tmp_path / "alice-events.db")
+    data["siem"] = [
+        {
+            "name": "soc-udp",
+            "transport": "udp",
+            "host": "127.0.0.1",
+            "port": int(
+                re.search(
+                    r'imudp" address="127.0.0.1" port="(\d+)', receiver.conf.read_text()
+                ).group(1)
+            ),
+        },  # type: ignore[union-attr]
+        {"name": "soc-tcp", "transport": "tcp", "host": "127.0.0.1", "port": receiver.tcp},
+    ]
+    path = tmp_path / "alice-siem.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def wait_for(check: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_every_event_reaches_syslog_in_order_and_survives_an_outage(
+    lab: Any, env: dict[str, str], tmp_path: Path, rsyslog: Rsyslog
+) -> None:
+    config = siem_config(lab, tmp_path, rsyslog)
+    code, lines, stderr = run_agent(config, "register", "--once", env=env)
+    assert code == 0, stderr
+    seqs = [line["seq"] for line in lines]
+    wait_for(lambda: [s for s, _ in rsyslog.received("tcp")] == seqs)
+    wait_for(lambda: [s for s, _ in rsyslog.received("udp")] == seqs)
+    raw = (tmp_path / "tcp.log").read_text().splitlines()[0]
+    # RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG
+    assert re.match(
+        r"<86>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \S+ guardphone \d+ "
+        r"agent_checking \[guardphone@32473 seq=\"1\" type=\"agent.checking\" ",
+        raw,
+    )
+
+    rsyslog.stop()  # the SIEM goes away for a while
+    code, more, _ = run_agent(config, "register", "--once", env=env)
+    assert code == 0
+    status = subprocess.run(
+        [GUARDPHONE, "--config", str(config), "siem", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tcp_state = next(r for r in json.loads(status.stdout) if r["target"] == "soc-tcp")
+    assert tcp_state["lag"] > 0 and tcp_state["last_error"]
+
+    rsyslog.start()  # back: nothing is lost, order kept
+    flushed = subprocess.run(
+        [GUARDPHONE, "--config", str(config), "siem", "flush"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    everything = seqs + [line["seq"] for line in more]
+    wait_for(lambda: sorted(set(s for s, _ in rsyslog.received("tcp"))) == everything)
+    delivered = [s for s, _ in rsyslog.received("tcp")]
+    assert list(dict.fromkeys(delivered)) == everything  # in order; at least once
