@@ -1,0 +1,73 @@
+"""Message formats and the outbox cursor, without a receiver (a local UDP socket stands in)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+from agent.events import Event, EventLog
+from agent.siem import Forwarder, Target, cef, rfc5424
+
+EVENT = Event(
+    7,
+    "2026-11-26T10:00:00.123456+00:00",
+    "gate.refused",
+    "warning",
+    {"reason": 'a "quoted" ] reason', "code": "x=y|z"},
+    "a" * 64,
+    "b" * 64,
+)
+
+
+def test_rfc5424_structure_and_escaping() -> None:
+    line = rfc5424(EVENT, "laptop", 1234)
+    assert line.startswith("<84>1 2026-11-26T10:00:00.123456Z laptop guardphone 1234 gate_refused ")
+    assert '[guardphone@32473 seq="7" type="gate.refused" hash="' + "b" * 64 in line
+    assert line.endswith('{"code":"x=y|z","reason":"a \\"quoted\\" ] reason"}')
+
+
+def test_cef_escapes_header_and_extension() -> None:
+    line = cef(EVENT)
+    assert line.startswith("CEF:0|guardphone|agent|0.1.0|gate.refused|gate.refused|7|")
+    assert "cn1=7 cn1Label=seq" in line
+    assert re.search(r"msg=\{.*x\\=y\|z", line)
+
+
+def test_cursor_moves_only_after_sends_and_resumes(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "e.db")
+    for i in range(3):
+        log.append("call.placed", "info", {"i": i})
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    target = Target("soc", "udp", "127.0.0.1", receiver.getsockname()[1], "json")
+    forwarder = Forwarder(log.path, (target,))
+    assert forwarder.flush() == 3
+    assert [receiver.recv(65536).count(b'"seq": ') for _ in range(3)] == [1, 1, 1]
+    assert forwarder.status()[0]["lag"] == 0
+    forwarder.close()
+    log.append("call.placed", "info", {"i": 3})
+    again = Forwarder(log.path, (target,))  # a restart resumes after the last sent
+    assert again.flush() == 1
+    assert b'"seq": 4' in receiver.recv(65536)
+    again.close()
+    receiver.close()
+
+
+def test_unreachable_tcp_target_backs_off_and_keeps_everything(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "e.db")
+    log.append("call.placed", "info", {})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    clock = [0.0]
+    forwarder = Forwarder(
+        log.path, (Target("soc", "tcp", "127.0.0.1", free),), clock=lambda: clock[0]
+    )
+    assert forwarder.flush() == 0
+    status = forwarder.status()[0]
+    assert status["lag"] == 1 and "ConnectionRefused" in status["last_error"]
+    assert forwarder.flush() == 0  # backing off: not even tried
+    clock[0] += 10
+    assert forwarder.flush() == 0 and forwarder.status()[0]["lag"] == 1
