@@ -216,6 +216,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         report.update({"state": "refused", **exc.reason.as_dict()})
     except keystore.KeychainError as exc:
         report.update({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})
+    if cfg.siem:  # where the event log goes: per destination state, lag, last error
+        log = open_log(cfg)
+        forwarder = open_forwarder(cfg, log)
+        assert forwarder is not None
+        report["siem"] = forwarder.status()
+        forwarder.close()
+        log.close()
     if args.json:
         print(json.dumps(report), flush=True)
     else:

@@ -140,6 +140,15 @@ def test_every_event_reaches_syslog_in_order_and_survives_an_outage(
     )
     tcp_state = next(r for r in json.loads(status.stdout) if r["target"] == "soc-tcp")
     assert tcp_state["lag"] > 0 and tcp_state["last_error"]
+    overall = subprocess.run(
+        [GUARDPHONE, "--config", str(config), "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    shown = {r["target"]: r for r in json.loads(overall.stdout)["siem"]}
+    assert shown["soc-tcp"]["state"] == "retrying" and shown["soc-udp"]["lag"] == 0
 
     rsyslog.start()  # back: nothing is lost, order kept
     flushed = subprocess.run(
@@ -154,3 +163,73 @@ def test_every_event_reaches_syslog_in_order_and_survives_an_outage(
     wait_for(lambda: sorted(set(s for s, _ in rsyslog.received("tcp"))) == everything)
     delivered = [s for s, _ in rsyslog.received("tcp")]
     assert list(dict.fromkeys(delivered)) == everything  # in order; at least once
+
+
+def test_tls_receiver_gets_rfc5425_framed_events(
+    lab: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from lab import pki
+
+    directory = Path(lab.directory)
+    ca = pki.Issued(
+        x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()),
+        serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
+    )
+    server = pki.issue(ca, "siem.lab.guardphone.test", server=True, ips=("127.0.0.1",))
+    (tmp_path / "siem.pem").write_text(server.cert_pem)
+    (tmp_path / "siem.key").write_text(server.key_pem)
+    port = free_port(("127.0.0.1",))
+    conf = tmp_path / "rsyslog-tls.conf"
+    conf.write_text(f"""
+global(workDirectory="{tmp_path}"
+       DefaultNetstreamDriverCAFile="{directory / "ca.pem"}"
+       DefaultNetstreamDriverCertFile="{tmp_path / "siem.pem"}"
+       DefaultNetstreamDriverKeyFile="{tmp_path / "siem.key"}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+template(name="raw" type="string" string="%rawmsg%\\n")
+ruleset(name="tls") {{ action(type="omfile" file="{tmp_path}/tls.log" template="raw") }}
+input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="tls")
+""")
+    proc = subprocess.Popen(
+        ["rsyslogd", "-n", "-f", str(conf), "-i", str(tmp_path / "tls.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: bool(
+                subprocess.run(
+                    ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=False
+                ).stdout.strip()
+            ),
+            timeout=10,
+        )
+        alice = next(u.config for u in lab.users if u.name == "alice")
+        data = json.loads(Path(alice).read_text())
+        data["event_log"] = str(tmp_path / "tls-events.db")
+        data["siem"] = [
+            {
+                "name": "soc-tls",
+                "transport": "tls",
+                "host": "127.0.0.1",
+                "port": port,
+                "ca_file": str(directory / "ca.pem"),
+            }
+        ]
+        config = tmp_path / "alice-tls.json"
+        config.write_text(json.dumps(data))
+        code, lines, stderr = run_agent(config, "register", "--once", env=env)
+        assert code == 0, stderr
+        seqs = [line["seq"] for line in lines]
+        log = tmp_path / "tls.log"
+
+        def received() -> list[int]:
+            return [int(m.group(1)) for m in SEQ.finditer(log.read_text())] if log.exists() else []
+
+        wait_for(lambda: received() == seqs)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
