@@ -31,12 +31,13 @@ from agent.cli_admin import (
     open_forwarder,
     open_fraud_guard,
     open_log,
+    siem_targets,
 )
 from agent.events import EventLog, event_for
 from agent.reasons import Refused
 from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
-from agent.siem import Forwarder
+from agent.siem import BackgroundForwarder
 
 
 def human(state: dict[str, Any]) -> str:
@@ -78,7 +79,9 @@ class _Stop(Exception):
     """SIGTERM or SIGINT: leave the loop and shut down cleanly."""
 
 
-def _emitter(as_json: bool, log: EventLog | None, forwarder: Forwarder | None = None) -> Emit:
+def _emitter(
+    as_json: bool, log: EventLog | None, forwarder: BackgroundForwarder | None = None
+) -> Emit:
     """Every state is committed to the event log first, then shown, then forwarded."""
 
     def emit(state: dict[str, Any]) -> None:
@@ -87,7 +90,7 @@ def _emitter(as_json: bool, log: EventLog | None, forwarder: Forwarder | None = 
             line["seq"] = log.append(*event_for(line), time=line["time"]).seq
         print(json.dumps(line) if as_json else human(line), flush=True)
         if forwarder is not None:
-            forwarder.flush()  # what is pending, in order; backs off while a SIEM is down
+            forwarder.poke()  # sent from its own thread: a slow SIEM never delays the agent
 
     return emit
 
@@ -103,7 +106,11 @@ def _run(
     source = managed.open_source()
     effective = settings.load(args.config, source)
     log = open_log(effective.config)  # before anything happens: every state is logged
-    forwarder = open_forwarder(effective.config, log)
+    forwarder = (
+        BackgroundForwarder(log.path, siem_targets(effective.config))
+        if effective.config.siem
+        else None
+    )
     emit = _emitter(args.json, log, forwarder)
     phone: Softphone | None = None
     try:
@@ -131,8 +138,7 @@ def _run(
         if phone is not None:
             phone.stop()
         if forwarder is not None:
-            forwarder.flush()
-            forwarder.close()
+            forwarder.stop()
         log.close()
 
 

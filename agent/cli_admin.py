@@ -182,10 +182,8 @@ def open_fraud_guard(config: AgentConfig) -> FraudGuard:
     return FraudGuard(policy_from(config), path)
 
 
-def open_forwarder(config: AgentConfig, log: EventLog) -> Forwarder | None:
-    if not config.siem:
-        return None
-    targets = tuple(
+def siem_targets(config: AgentConfig) -> tuple[Target, ...]:
+    return tuple(
         Target(
             t.name,
             t.transport,
@@ -196,7 +194,10 @@ def open_forwarder(config: AgentConfig, log: EventLog) -> Forwarder | None:
         )
         for t in config.siem
     )
-    return Forwarder(log.path, targets)
+
+
+def open_forwarder(config: AgentConfig, log: EventLog) -> Forwarder | None:
+    return Forwarder(log.path, siem_targets(config)) if config.siem else None
 
 
 def cmd_siem(args: argparse.Namespace) -> int:

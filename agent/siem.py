@@ -15,6 +15,7 @@ import select
 import socket
 import sqlite3
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,3 +223,37 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 def _pid() -> int:
     return os.getpid()
+
+
+class BackgroundForwarder:
+    """Runs a Forwarder on its own thread, so a slow or absent SIEM never delays the agent
+    (the pjsua2 thread must react to a lost path within a second). `poke` after each event."""
+
+    def __init__(self, db_path: Path, targets: tuple[Target, ...]) -> None:
+        self._db_path = db_path
+        self._targets = targets
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="siem", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """One last flush (bounded), then stop; what is left goes out on the next run."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        forwarder = Forwarder(self._db_path, self._targets)  # its own SQLite connection
+        try:
+            while True:
+                self._wake.wait(timeout=BACKOFF_S[1])  # also retries after a backoff
+                self._wake.clear()
+                forwarder.flush()
+                if self._stopping:
+                    return
+        finally:
+            forwarder.close()

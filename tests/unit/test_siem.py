@@ -71,3 +71,40 @@ def test_unreachable_tcp_target_backs_off_and_keeps_everything(tmp_path: Path) -
     assert forwarder.flush() == 0  # backing off: not even tried
     clock[0] += 10
     assert forwarder.flush() == 0 and forwarder.status()[0]["lag"] == 1
+
+
+def test_background_forwarder_sends_off_the_callers_thread(tmp_path: Path) -> None:
+    import time
+
+    from agent.siem import BackgroundForwarder
+
+    log = EventLog(tmp_path / "e.db")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    background = BackgroundForwarder(
+        log.path, (Target("soc", "udp", "127.0.0.1", receiver.getsockname()[1], "json"),)
+    )
+    started = time.monotonic()
+    log.append("call.placed", "info", {"n": 1})
+    background.poke()
+    assert time.monotonic() - started < 0.05  # the caller never waits for the network
+    assert b'"seq": 1' in receiver.recv(65536)
+    background.stop()
+    receiver.close()
+
+
+def test_an_unreachable_siem_does_not_delay_the_caller(tmp_path: Path) -> None:
+    import time
+
+    from agent.siem import BackgroundForwarder
+
+    log = EventLog(tmp_path / "e.db")
+    # Nothing listens on port 9 here: every send fails, on the forwarder's thread only.
+    background = BackgroundForwarder(log.path, (Target("soc", "tcp", "127.0.0.1", 9, "json"),))
+    started = time.monotonic()
+    for i in range(20):
+        log.append("call.placed", "info", {"n": i})
+        background.poke()
+    assert time.monotonic() - started < 1.0
+    background.stop()
