@@ -12,10 +12,10 @@ help: ## show this help
 deps: ## install Debian packages and build .venv (only what is missing)
 	@scripts/deps.sh
 
-demo: deps ## start the lab; alice registers over mTLS and calls bob; print what protected it
+demo: deps ## the lab: alice calls bob through the tunnel, falls back to mTLS, is refused
 	@scripts/demo.sh
 
-test: deps ## lint, type-check and run the whole test suite (real Kamailio, Secret Service)
+test: deps ## lint, types and every test (Kamailio, wireguard-go, gnome-keyring, rsyslog)
 	@scripts/test.sh
 
 lint: deps ## ruff lint and format check
