@@ -10,6 +10,7 @@ DEBS=(
   kamailio kamailio-tls-modules             # the lab's hosted SBC / registrar
   gnome-keyring dbus dbus-bin dbus-daemon   # the Secret Service, in a private D-Bus session
   iproute2 procps                           # ip, ss
+  wireguard-tools wireguard-go              # the office tunnel (userspace: no kernel module)
   tshark                                    # tests prove what crosses the wire
   rsyslog rsyslog-gnutls                    # a real syslog receiver for the SIEM tests
   ca-certificates
