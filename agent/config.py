@@ -151,6 +151,15 @@ class Fraud(_Strict):
         default=10, ge=0, le=1000, description="International calls per window."
     )
     window_s: int = Field(default=3600, ge=60, le=86400, description="The velocity window.")
+    alert_international_from: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="From this many international calls in the window, each is alerted.",
+    )
+    daily_international_minutes: int = Field(
+        default=120, ge=0, le=1440, description="International minutes per day (user's day)."
+    )
     max_concurrent: int = Field(default=2, ge=1, le=20, description="Calls at the same time.")
     business_hours: tuple[int, int] | None = Field(
         default=None, description="[from, to) local hours for international calls."

@@ -65,6 +65,7 @@ STATE_EVENTS: dict[str, tuple[str, str]] = {
     "call_blocked": ("call.blocked", "warning"),
     "fraud_suspended": ("fraud.suspended", "critical"),
     "emergency_call": ("call.emergency", "notice"),
+    "fraud_alert": ("fraud.alert", "warning"),
 }
 
 

@@ -45,6 +45,8 @@ class Policy:
     allow_countries: tuple[str, ...] = ()  # empty: every country not denied
     deny_countries: tuple[str, ...] = ()
     international_per_window: int = 10
+    alert_international_from: int = 5  # from this many in the window, allowed but alerted
+    daily_international_minutes: int = 120
     window_s: int = 3600
     max_concurrent: int = 2
     business_hours: tuple[int, int] | None = None  # (from hour, to hour) for international
@@ -113,6 +115,8 @@ def policy_from(config: Any) -> Policy:
         window_s=f.window_s,
         max_concurrent=f.max_concurrent,
         business_hours=f.business_hours,
+        alert_international_from=f.alert_international_from,
+        daily_international_minutes=f.daily_international_minutes,
         sequential_run=f.sequential_run,
         suspend_after_blocks=f.suspend_after_blocks,
     )
@@ -124,8 +128,8 @@ def judge_dial(
     active_calls: int,
     emit: Callable[[dict[str, Any]], None],
     domain: str,
-) -> str:
-    """Judge a dial, log the decision, and return the SIP URI to call; Refused otherwise."""
+) -> tuple[str, Number]:
+    """Judge a dial, log the decision; the SIP URI to call and the number; Refused otherwise."""
     from agent.reasons import Reason, Refused
 
     decision = guard.check(dialed, active_calls)
@@ -136,13 +140,15 @@ def judge_dial(
     if not decision.allowed:
         emit({"state": "call_blocked", **fields})
         raise Refused(Reason("call_blocked", decision.reason), reported=True)
+    if decision.alerts:
+        emit({"state": "fraud_alert", **fields})
     if decision.number.emergency:
         emit({"state": "emergency_call", **fields})
         # Dialled as the short number, so the SBC routes it to the local emergency service.
         number = "".join(c for c in dialed if c.isdigit())
     else:
         number = decision.number.e164 or dialed.strip()
-    return f"sip:{number}@{domain};user=phone"
+    return f"sip:{number}@{domain};user=phone", decision.number
 
 
 def classify(dialed: str, region: str) -> Number:
@@ -187,6 +193,7 @@ class FraudGuard:
             "blocked INTEGER)"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS dials_time ON dials(time)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS minutes (time REAL, e164 TEXT, minutes REAL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
 
     def close(self) -> None:
@@ -267,7 +274,8 @@ class FraudGuard:
                     f"International calls only between {start}:00 and {end}:00.",
                     number,
                 )
-            if self._recent_international() >= p.international_per_window:
+            recent = self._recent_international()
+            if recent >= p.international_per_window:
                 return Decision(
                     "block",
                     "velocity",
@@ -275,6 +283,17 @@ class FraudGuard:
                     f"in {p.window_s // 60} minutes.",
                     number,
                 )
+            if self._international_minutes_today() >= p.daily_international_minutes:
+                return Decision(
+                    "block",
+                    "daily_minutes",
+                    f"Today's {p.daily_international_minutes} minutes of international calls "
+                    "are used up.",
+                    number,
+                )
+            if recent + 1 >= p.alert_international_from:
+                alert = f"international call {recent + 1} of {p.international_per_window}"
+                return Decision("allow", "ok", "", number, alerts=(alert,))
         if number.e164 and self._sequential_run(number.e164) >= p.sequential_run:
             return Decision(
                 "block",
@@ -283,6 +302,21 @@ class FraudGuard:
                 number,
             )
         return Decision("allow", "ok", "", number)
+
+    def record_call(self, e164: str, seconds: float, international: bool) -> None:
+        """A finished call's length counts against the daily international minutes."""
+        if international:
+            self._db.execute(
+                "INSERT INTO minutes VALUES (?, ?, ?)", (self._clock(), e164, seconds / 60.0)
+            )
+
+    def _international_minutes_today(self) -> float:
+        local = dt.datetime.fromtimestamp(self._clock(), ZoneInfo(self.policy.timezone))
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(minutes), 0) FROM minutes WHERE time >= ?", (midnight,)
+        ).fetchone()
+        return float(row[0])
 
     def _in_business_hours(self) -> bool:
         assert self.policy.business_hours is not None

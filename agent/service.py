@@ -18,7 +18,7 @@ from agent import calls, enroll, keystore, material, reasons
 from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
-from agent.fraud import FraudGuard, is_phone_number, judge_dial
+from agent.fraud import FraudGuard, Number, is_phone_number, judge_dial
 from agent.gate import Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
@@ -82,6 +82,7 @@ class Softphone:
         self.config = config
         self._follower = follower
         self._fraud = fraud
+        self._dialed: dict[int, Number] = {}
         # Set when this session exists to dial an emergency number: a fraud suspension must
         # never block or delay that (the guard still refuses every other number).
         self.emergency_dial = False
@@ -273,11 +274,15 @@ class Softphone:
             raise Refused(self._verdict.reasons[0])
         if not self._state.registered:
             raise Refused(Reason("not_registered", "Not registered: calls are paused."))
-        uri = self._judge_dial(target) if is_phone_number(target) else target
+        number = self._judge_dial(target) if is_phone_number(target) else None
+        uri = number[0] if number else target
         self._emit({"state": "calling", "uri": uri})
-        return self._calls.placed(self._engine.call(uri), uri)
+        record = self._calls.placed(self._engine.call(uri), uri)
+        if number:
+            self._dialed[record.call_id] = number[1]  # its minutes count when it ends
+        return record
 
-    def _judge_dial(self, dialed: str) -> str:
+    def _judge_dial(self, dialed: str) -> tuple[str, Number]:
         """Before an INVITE exists: the guard's decision is logged, then obeyed."""
         assert self._fraud is not None
         try:
@@ -410,6 +415,9 @@ class Softphone:
                 self._engine.hangup(event.call_id)
         elif isinstance(event, CallEnded):
             self._calls.ended(event)
+            number = self._dialed.pop(event.call_id, None)
+            if number is not None and number.e164 and self._fraud is not None:
+                self._fraud.record_call(number.e164, event.duration_s, number.international)
 
     def _on_transport(self, event: TransportChanged) -> None:
         s = self._state

@@ -146,3 +146,24 @@ def test_emergency_always_allowed_whatever_the_state(pair: tuple[str, str], call
         g._suspend("property test")
         assert g.check(pair[0], active_calls=calls).allowed
         g.close()
+
+
+def test_alert_before_the_velocity_limit(tmp_path: Path) -> None:
+    g = guard(tmp_path, region="US", international_per_window=4, alert_international_from=3)
+    first, second, third = (g.check(f"+44 20 7946 00{n}") for n in (11, 22, 33))
+    assert first.allowed and not first.alerts and not second.alerts
+    assert third.allowed and third.alerts == ("international call 3 of 4",)
+
+
+def test_daily_international_minutes_reset_at_local_midnight(tmp_path: Path) -> None:
+    clock = Clock()  # 2027-01-15 08:00 UTC
+    g = guard(
+        tmp_path, clock, region="US", daily_international_minutes=30, timezone="Europe/Berlin"
+    )
+    assert g.check("+44 20 7946 0011").allowed
+    g.record_call("+442079460011", 31 * 60, international=True)
+    g.record_call("+12125550100", 600 * 60, international=False)  # domestic: not counted
+    assert g.check("+44 20 7946 0022").rule == "daily_minutes"
+    assert g.check("+1 212 555 0100").allowed
+    clock.at += 16 * 3600  # past midnight in Berlin
+    assert g.check("+44 20 7946 0033").allowed

@@ -204,3 +204,30 @@ def test_stop_unregisters_then_shuts_down(ca_file: Path) -> None:
     phone.stop()
     assert engine.calls[-2:] == [("unregister", None), ("shutdown", True)]
     assert states[-1] == {"state": "unregistered", "reason": "unregistered on request"}
+
+
+def test_dialled_numbers_pass_the_fraud_guard_and_count_their_minutes(
+    ca_file: Path, tmp_path: Path
+) -> None:
+    from agent.fraud import FraudGuard, Policy
+
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    guard = FraudGuard(Policy(region="US", daily_international_minutes=2), tmp_path / "f.db")
+    phone._fraud = guard
+    phone.start()
+    phone.call("+44 20 7946 0018")
+    assert ("call", "sip:+442079460018@example.com;user=phone") in engine.calls
+    phone.handle(CallStateChanged(0, "confirmed", 200, "OK", "sip:+442079460018@example.com"))
+    phone.handle(CallEnded(0, 200, "OK", 150.0))
+    assert guard._international_minutes_today() == 2.5
+    with pytest.raises(Refused) as err:
+        phone.call("+44 20 7946 0099")  # today's minutes are used up: no INVITE
+    assert err.value.reason.code == "call_blocked"
+    assert [c for c in engine.calls if c[0] == "call"] == [
+        ("call", "sip:+442079460018@example.com;user=phone")
+    ]
+    assert states[-1]["state"] == "call_blocked" and states[-1]["rule"] == "daily_minutes"
+    with pytest.raises(Refused):
+        phone.call("+1 900 555 0199")  # premium rate
+    assert states[-1]["rule"] == "type:premium_rate"

@@ -58,6 +58,8 @@ IT_VALUES: dict[str, Any] = {
     "fraud.deny_countries": ["RU"],
     "fraud.international_per_window": 4,
     "fraud.window_s": 1800,
+    "fraud.alert_international_from": 2,
+    "fraud.daily_international_minutes": 60,
     "fraud.max_concurrent": 1,
     "fraud.business_hours": [8, 18],
     "fraud.sequential_run": 3,
