@@ -191,6 +191,7 @@ def siem_targets(config: AgentConfig) -> tuple[Target, ...]:
             t.port,
             t.format,
             t.ca_file.read_text() if t.ca_file else None,
+            t.path,
         )
         for t in config.siem
     )

@@ -179,13 +179,18 @@ class SiemTarget(_Strict):
     """One SIEM destination the event log is forwarded to."""
 
     name: SipToken = Field(description="A name for this destination (status, cursors).")
-    transport: Literal["udp", "tcp", "tls"] = Field(description="Syslog transport.")
+    transport: Literal["udp", "tcp", "tls", "https"] = Field(
+        description="Syslog over udp/tcp/tls, or JSON lines POSTed over https."
+    )
     host: HostName = Field(description="Receiver address.")
     port: int = Field(ge=1, le=65535, description="Receiver port.")
     format: Literal["rfc5424", "cef", "json"] = Field(
         default="rfc5424", description="Message format."
     )
-    ca_file: Path | None = Field(default=None, description="CA of the receiver (tls).")
+    ca_file: Path | None = Field(default=None, description="CA of the receiver (tls, https).")
+    path: str = Field(
+        default="/", pattern=r"^/[A-Za-z0-9._~/%-]*$", description="Request path (https)."
+    )
 
 
 class Media(_Strict):

@@ -8,6 +8,7 @@ RFC 5424 (over UDP, or TCP/TLS with RFC 5425/6587 octet counting), CEF, JSON lin
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -36,11 +37,12 @@ BACKOFF_S = (1.0, 5.0, 30.0, 120.0)
 @dataclass(frozen=True)
 class Target:
     name: str
-    transport: str  # udp | tcp | tls
+    transport: str  # udp | tcp | tls | https
     host: str
     port: int
-    format: str = "rfc5424"  # rfc5424 | cef | json
+    format: str = "rfc5424"  # rfc5424 | cef | json (https always sends JSON lines)
     ca_pem: str | None = None
+    path: str = "/"  # https only
 
 
 def _sd_escape(value: str) -> str:
@@ -155,22 +157,49 @@ class Forwarder:
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (last, batch),
         ).fetchall()
+        events = [Event(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+        if target.transport == "https" and events:
+            try:
+                self._post(target, events)
+            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+                self._failed(target, last, failures, exc)
+                return 0
+            self._save(target, events[-1].seq, None, 0)  # the batch was acknowledged
+            return len(events)
         sent = 0
-        for row in rows:
-            event = Event(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6])
+        for event in events:
             try:
                 self._send(target, render(event, target, self._hostname, _pid()))
             except (OSError, ssl.SSLError) as exc:
                 self._drop_socket(target)
-                failures += 1
-                delay = BACKOFF_S[min(failures - 1, len(BACKOFF_S) - 1)]
-                self._retry_at[target.name] = self._clock() + delay
-                self._save(target, event.seq - 1, f"{type(exc).__name__}: {exc}", failures)
-                log.warning("SIEM %s: %s (retry in %.0f s)", target.name, exc, delay)
+                self._failed(target, event.seq - 1, failures, exc)
                 return sent
             sent += 1
             self._save(target, event.seq, None, 0)  # advanced only after the send
         return sent
+
+    def _failed(self, target: Target, last: int, failures: int, exc: Exception) -> None:
+        failures += 1
+        delay = BACKOFF_S[min(failures - 1, len(BACKOFF_S) - 1)]
+        self._retry_at[target.name] = self._clock() + delay
+        self._save(target, last, f"{type(exc).__name__}: {exc}", failures)
+        log.warning("SIEM %s: %s (retry in %.0f s)", target.name, exc, delay)
+
+    def _post(self, target: Target, events: list[Event]) -> None:
+        """JSON lines over HTTPS, one batch per request; only a 2xx counts as delivered."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_verify_locations(cadata=target.ca_pem)
+        conn = http.client.HTTPSConnection(target.host, target.port, timeout=5, context=ctx)
+        try:
+            body = "".join(json.dumps(e.as_dict(), sort_keys=True) + "\n" for e in events)
+            conn.request("POST", target.path, body, {"Content-Type": "application/x-ndjson"})
+            response = conn.getresponse()
+            response.read()
+            if not 200 <= response.status < 300:
+                raise http.client.HTTPException(f"HTTP {response.status}")
+        finally:
+            conn.close()
 
     def _save(self, target: Target, last: int, error: str | None, failures: int) -> None:
         self._db.execute(

@@ -73,6 +73,7 @@ IT_VALUES: dict[str, Any] = {
             "port": 6514,
             "format": "rfc5424",
             "ca_file": None,
+            "path": "/",
         }
     ],
 }

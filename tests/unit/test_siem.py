@@ -108,3 +108,56 @@ def test_an_unreachable_siem_does_not_delay_the_caller(tmp_path: Path) -> None:
         background.poke()
     assert time.monotonic() - started < 1.0
     background.stop()
+
+
+def test_json_lines_over_https_only_count_when_acknowledged(tmp_path: Path) -> None:
+    import json
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from lab import pki
+
+    ca = pki.make_ca("SIEM CA")
+    leaf = pki.issue(ca, "siem", server=True, ips=("127.0.0.1",))
+    (tmp_path / "c.pem").write_text(leaf.cert_pem)
+    (tmp_path / "k.pem").write_text(leaf.key_pem)
+    received: list[dict[str, object]] = []
+    answer = [503]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if answer[0] == 200:
+                received.extend(json.loads(line) for line in body.decode().splitlines())
+            self.send_response(answer[0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        log = EventLog(tmp_path / "e.db")
+        for i in range(3):
+            log.append("call.placed", "info", {"i": i})
+        clock = [0.0]
+        target = Target(
+            "soc", "https", "127.0.0.1", server.server_address[1], "json", ca.cert_pem, "/ingest"
+        )
+        forwarder = Forwarder(log.path, (target,), clock=lambda: clock[0])
+        assert forwarder.flush() == 0  # the SIEM answers 503: nothing counts as delivered
+        assert forwarder.status()[0]["lag"] == 3 and "503" in forwarder.status()[0]["last_error"]
+        answer[0] = 200
+        clock[0] += 10
+        assert forwarder.flush() == 3
+        assert [e["seq"] for e in received] == [1, 2, 3]
+        assert forwarder.status()[0]["lag"] == 0
+        forwarder.close()
+    finally:
+        server.shutdown()
