@@ -275,30 +275,33 @@ def cmd_fraud(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """Query the security event log, or verify its hash chain."""
-    log = open_log(effective_config(args).config)
+    """Query the security event log, verify its hash chain, or prune it (signed checkpoint)."""
+    cfg = effective_config(args).config
+    log = open_log(cfg)
     try:
         if args.action == "verify":
-            result = log.verify()
-            if args.json:
+            return _verify_events(log, _device_credentials(cfg), args.json)
+        if args.action == "prune":
+            creds = _device_credentials(cfg)
+            if creds is None:
                 print(
-                    json.dumps(
-                        {
-                            "ok": result.ok,
-                            "records": result.count,
-                            "first_broken": result.first_broken,
-                            "problem": result.problem,
-                        }
-                    )
+                    "guardphone: pruning needs the device key (keychain) to sign the "
+                    "checkpoint; nothing was dropped.",
+                    file=sys.stderr,
                 )
-            elif result.ok:
-                print(f"event log {log.path}: {result.count} records, chain intact")
-            else:
-                print(
-                    f"event log {log.path}: record {result.first_broken} {result.problem}; "
-                    f"the {result.count} records before it are intact"
-                )
-            return EXIT_OK if result.ok else EXIT_REFUSED
+                return EXIT_REFUSED
+            key_pem = creds.key_pem
+            before = None
+            if args.older_than_days is not None:
+                cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.older_than_days)
+                before = cutoff.isoformat(timespec="microseconds")
+            dropped = log.prune(
+                lambda data: credentials.sign(key_pem, data),
+                keep=None if before else args.keep,
+                before=before,
+            )
+            print(f"dropped {dropped} record(s); a signed checkpoint keeps the chain verifiable")
+            return EXIT_OK
         found = log.query(
             args.since, args.until, tuple(args.type or ()), args.severity, args.text, args.limit
         )
@@ -313,6 +316,43 @@ def cmd_events(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         log.close()
+
+
+def _device_credentials(cfg: AgentConfig) -> keystore.Credentials | None:
+    try:
+        return keystore.load_credentials(
+            keystore.OsKeychain(), cfg.keychain_service, cfg.account_id
+        )
+    except keystore.KeychainError:
+        return None
+
+
+def _verify_events(log: EventLog, creds: keystore.Credentials | None, as_json: bool) -> int:
+    checker = None
+    if creds is not None:
+        cert = creds.cert_pem
+        checker = lambda data, sig: credentials.signed_by(cert, data, sig)  # noqa: E731
+    result = log.verify(checker)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "records": result.count,
+                    "first_broken": result.first_broken,
+                    "problem": result.problem,
+                    "checkpoint_signature_checked": checker is not None,
+                }
+            )
+        )
+    elif result.ok:
+        print(f"event log {log.path}: {result.count} records, chain intact")
+    else:
+        print(
+            f"event log {log.path}: record {result.first_broken} {result.problem}; "
+            f"the {result.count} records before it are intact"
+        )
+    return EXIT_OK if result.ok else EXIT_REFUSED
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -394,29 +434,7 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     needs_config(p, json_flag=False)
     p.set_defaults(func=cmd_settings, action="show")
 
-    p = sub.add_parser("events", help="query the security event log, or verify it")
-    p.add_argument("action", nargs="?", choices=("query", "verify"), default="query")
-    p.add_argument("--since", help="ISO time (UTC), inclusive")
-    p.add_argument("--until", help="ISO time (UTC), exclusive")
-    p.add_argument("--type", action="append", help="event type (repeatable)")
-    p.add_argument("--severity", choices=SEVERITIES, help="at least this severe")
-    p.add_argument("--text", help="text to look for in the type or fields")
-    p.add_argument("--limit", type=int, default=1000)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    needs_config(p, json_flag=False)
-    p.set_defaults(func=cmd_events)
-
-    p = sub.add_parser("siem", help="forwarding of the event log: status, flush")
-    p.add_argument("action", nargs="?", choices=("status", "flush"), default="status")
-    p.add_argument("--json", action="store_true")
-    needs_config(p, json_flag=False)
-    p.set_defaults(func=cmd_siem)
-
-    p = sub.add_parser("fraud", help="suspension for suspected fraud: status, resume")
-    p.add_argument("action", nargs="?", choices=("status", "resume"), default="status")
-    p.add_argument("--json", action="store_true")
-    needs_config(p, json_flag=False)
-    p.set_defaults(func=cmd_fraud)
+    _add_events_command(sub, needs_config)
 
     p = sub.add_parser("enroll", help="enroll this device with a one-time token from IT")
     needs_config(p, json_flag=False)
@@ -444,3 +462,31 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     show = csub.add_parser("show", help="the device certificate's facts (never the key)")
     needs_config(show)
     show.set_defaults(func=cmd_credentials_show)
+
+
+def _add_events_command(sub: Any, needs_config: Callable[..., None]) -> None:
+    p = sub.add_parser("events", help="query the security event log, verify or prune it")
+    p.add_argument("action", nargs="?", choices=("query", "verify", "prune"), default="query")
+    p.add_argument("--keep", type=int, default=100_000, help="prune: records to keep")
+    p.add_argument("--older-than-days", type=float, help="prune: drop records older than this")
+    p.add_argument("--since", help="ISO time (UTC), inclusive")
+    p.add_argument("--until", help="ISO time (UTC), exclusive")
+    p.add_argument("--type", action="append", help="event type (repeatable)")
+    p.add_argument("--severity", choices=SEVERITIES, help="at least this severe")
+    p.add_argument("--text", help="text to look for in the type or fields")
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("siem", help="forwarding of the event log: status, flush")
+    p.add_argument("action", nargs="?", choices=("status", "flush"), default="status")
+    p.add_argument("--json", action="store_true")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_siem)
+
+    p = sub.add_parser("fraud", help="suspension for suspected fraud: status, resume")
+    p.add_argument("action", nargs="?", choices=("status", "resume"), default="status")
+    p.add_argument("--json", action="store_true")
+    needs_config(p, json_flag=False)
+    p.set_defaults(func=cmd_fraud)

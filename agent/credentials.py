@@ -8,12 +8,15 @@ certificate is refused locally, before anything is sent.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -48,6 +51,26 @@ def fingerprint(cert_pem: str) -> str:
     """SHA-256 fingerprint of the certificate, as AA:BB:… (what helpdesk tools show)."""
     digest = _first_cert(cert_pem).fingerprint(hashes.SHA256())
     return ":".join(f"{b:02X}" for b in digest)
+
+
+def sign(key_pem: str, data: bytes) -> str:
+    """An ECDSA-SHA256 signature by the device key, base64 (retention checkpoints)."""
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CredentialError("The device key is not an ECDSA key.")
+    return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def signed_by(cert_pem: str, data: bytes, signature: str) -> bool:
+    """Whether `signature` over `data` was made by the key of this device certificate."""
+    public = _first_cert(cert_pem).public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        public.verify(base64.b64decode(signature), data, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def check_device(creds: Credentials, sip_user: str, now: dt.datetime | None = None) -> CertSummary:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,22 @@ CREATE INDEX IF NOT EXISTS events_time ON events(time);
 CREATE INDEX IF NOT EXISTS events_type ON events(type);
 CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TABLE IF NOT EXISTS retention (id INTEGER PRIMARY KEY CHECK (id = 1), pruning INTEGER);
+INSERT OR IGNORE INTO retention VALUES (1, 0);
 CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
+    WHEN (SELECT pruning FROM retention WHERE id = 1) IS NOT 1
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq       INTEGER PRIMARY KEY,  -- the last record dropped by retention
+    hash      TEXT NOT NULL,        -- its hash: the next record's prev_hash
+    time      TEXT NOT NULL,
+    signature TEXT NOT NULL         -- by the device key, over checkpoint_message()
+);
 """
+
+
+def checkpoint_message(seq: int, digest: str, time: str) -> bytes:
+    return f"guardphone-checkpoint\n{seq}\n{digest}\n{time}".encode()
 
 
 # The agent's states (what `--json` prints) and the event each one is logged as.
@@ -168,9 +181,22 @@ class EventLog:
         row = self._db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return str(row[0]) if row else GENESIS
 
-    def verify(self) -> Verification:
-        """Walk the chain; name the first record that does not fit."""
+    def verify(self, check_signature: Callable[[bytes, str], bool] | None = None) -> Verification:
+        """Walk the chain from the last retention checkpoint (its signature checked when a
+        verifier is given); name the first record that does not fit."""
         prev, expected, count = GENESIS, 1, 0
+        checkpoint = self._db.execute(
+            "SELECT seq, hash, time, signature FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if checkpoint is not None:
+            seq, digest, time, signature = checkpoint
+            if check_signature is not None and not check_signature(
+                checkpoint_message(seq, digest, time), signature
+            ):
+                return Verification(
+                    False, 0, seq, "its retention checkpoint is not signed by this device"
+                )
+            prev, expected = digest, seq + 1
         for seq, time, type_, severity, fields_json, prev_hash, digest in self._db.execute(
             "SELECT seq, time, type, severity, fields, prev_hash, hash FROM events ORDER BY seq"
         ):
@@ -182,6 +208,41 @@ class EventLog:
                 return Verification(False, count, seq, "its content was changed")
             prev, expected, count = digest, expected + 1, count + 1
         return Verification(True, count)
+
+    def prune(
+        self, sign: Callable[[bytes], str], keep: int | None = None, before: str | None = None
+    ) -> int:
+        """Drop the oldest records — all but the newest `keep`, or those older than `before`
+        (ISO time) — leaving a signed checkpoint of the last dropped hash so the chain stays
+        verifiable. Returns how many were dropped."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if keep is not None:
+                last = self._db.execute(
+                    "SELECT seq, hash, time FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                    (keep,),
+                ).fetchone()
+            else:
+                last = self._db.execute(
+                    "SELECT seq, hash, time FROM events WHERE time < ? ORDER BY seq DESC LIMIT 1",
+                    (before,),
+                ).fetchone()
+            if last is None:
+                self._db.execute("ROLLBACK")
+                return 0
+            seq, digest, time = last
+            self._db.execute("UPDATE retention SET pruning = 1 WHERE id = 1")
+            dropped = self._db.execute("DELETE FROM events WHERE seq <= ?", (seq,)).rowcount
+            self._db.execute("UPDATE retention SET pruning = 0 WHERE id = 1")
+            self._db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                (seq, digest, time, sign(checkpoint_message(seq, digest, time))),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return int(dropped)
 
     def query(
         self,

@@ -83,3 +83,38 @@ def test_agent_states_are_in_the_log_before_they_are_shown(lab: Any, env: dict[s
         check=False,
     )
     assert verify.returncode == 0 and "chain intact" in verify.stdout
+
+
+@pytest.mark.kamailio
+@pytest.mark.keychain
+def test_prune_signs_a_checkpoint_with_the_device_key(
+    lab: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    bob = json.loads(Path(next(u.config for u in lab.users if u.name == "bob")).read_text())
+    bob["event_log"] = str(tmp_path / "bob.db")
+    config = tmp_path / "bob.json"
+    config.write_text(json.dumps(bob))
+    for _ in range(2):
+        code, _, stderr = run_agent(config, "register", "--once", env=env)
+        assert code == 0, stderr
+
+    def gp(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [GUARDPHONE, "--config", str(config), "events", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    pruned = gp("prune", "--keep", "3")
+    assert pruned.returncode == 0 and "dropped 5 record(s)" in pruned.stdout
+    verified = json.loads(gp("verify", "--json").stdout)
+    assert verified == {
+        "ok": True,
+        "records": 3,
+        "first_broken": None,
+        "problem": "",
+        "checkpoint_signature_checked": True,
+    }
+    assert [json.loads(line)["seq"] for line in gp("--json").stdout.splitlines()] == [6, 7, 8]

@@ -134,3 +134,49 @@ def test_states_become_events() -> None:
 )
 def test_scrub_never_crashes(value: object) -> None:
     scrub(value)
+
+
+def test_retention_keeps_the_chain_verifiable_with_a_signed_checkpoint(tmp_path: Path) -> None:
+    from agent import credentials
+    from lab import pki
+
+    device = pki.issue(pki.make_ca("CA"), "alice", server=False)
+    other = pki.issue(pki.make_ca("CA2"), "mallory", server=False)
+
+    def checker(cert_pem: str):  # type: ignore[no-untyped-def]
+        return lambda data, sig: credentials.signed_by(cert_pem, data, sig)
+
+    log = EventLog(tmp_path / "events.db")
+    for i in range(10):
+        log.append("call.placed", "info", {"i": i})
+    dropped = log.prune(lambda data: credentials.sign(device.key_pem, data), keep=4)
+    assert dropped == 6
+    assert [e.seq for e in log.query()] == [7, 8, 9, 10]
+    assert log.verify(checker(device.cert_pem)).ok
+    assert log.verify(checker(device.cert_pem)).count == 4
+    # A checkpoint signed by someone else is not this device's.
+    result = log.verify(checker(other.cert_pem))
+    assert not result.ok and "not signed" in result.problem
+    # Appending goes on from the chain's end.
+    assert log.append("x", "info", {}).seq == 11
+    log.close()
+    # Removing the checkpoint (to hide the pruning) breaks the chain at the first record.
+    tamper(tmp_path / "events.db", "DELETE FROM checkpoints")
+    result = EventLog(tmp_path / "events.db").verify()
+    assert (result.ok, result.first_broken) == (False, 1)
+
+
+def test_ordinary_deletes_stay_forbidden_after_a_prune(tmp_path: Path) -> None:
+    from agent import credentials
+    from lab import pki
+
+    device = pki.issue(pki.make_ca("CA"), "alice", server=False)
+    log = EventLog(tmp_path / "events.db")
+    for i in range(3):
+        log.append("x", "info", {"i": i})
+    log.prune(lambda data: credentials.sign(device.key_pem, data), before="2999-01-01")
+    assert list(log.query()) == []
+    assert log.verify().ok
+    assert log.append("y", "info", {}).seq == 4
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        sqlite3.connect(log.path).execute("DELETE FROM events")
