@@ -162,9 +162,7 @@ class EventLog:
         time = time or dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain has no forks
         try:
-            last = self._db.execute(
-                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            last = self._tip()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
             digest = record_hash(prev, seq, time, type_, severity, fields_json)
             self._db.execute(
@@ -177,9 +175,18 @@ class EventLog:
             raise
         return Event(seq, time, type_, severity, json.loads(fields_json), prev, digest)
 
+    def _tip(self) -> tuple[int, str] | None:
+        """The chain's end: the newest record, or the checkpoint if retention took them all."""
+        for table in ("events", "checkpoints"):
+            row = self._db.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1")  # noqa: S608 - fixed names
+            found = row.fetchone()
+            if found:
+                return int(found[0]), str(found[1])
+        return None
+
     def last_hash(self) -> str:
-        row = self._db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return str(row[0]) if row else GENESIS
+        tip = self._tip()
+        return tip[1] if tip else GENESIS
 
     def verify(self, check_signature: Callable[[bytes, str], bool] | None = None) -> Verification:
         """Walk the chain from the last retention checkpoint (its signature checked when a
