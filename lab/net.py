@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,22 +192,40 @@ def up(directory: Path, prefix: str = "gp") -> NetState:
     return state
 
 
-def start_wireguard(names: Names, host: str, timeout: float = 5.0) -> int:
-    """wireguard-go in the foreground of its own session, inside the host's namespace."""
+def start_wireguard(names: Names, host: str, timeout: float = 10.0) -> int:
+    """wireguard-go in the foreground of its own session, inside the host's namespace.
+    One retry: a previous instance of the same name may still be on its way out."""
+    for attempt in (1, 2):
+        try:
+            return _start_wireguard_once(names, host, timeout)
+        except NetError:
+            if attempt == 2:
+                raise
+            stop_wireguard(names, host)
+    raise AssertionError("unreachable")
+
+
+def _start_wireguard_once(names: Names, host: str, timeout: float) -> int:
     iface = names.wg(host)
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", names.ns(host), "wireguard-go", "-f", iface],
-        env={**os.environ, **WG_ENV},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + timeout
-    while not Path(f"/var/run/wireguard/{iface}.sock").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise NetError(f"wireguard-go did not start {iface}")
-        time.sleep(0.02)
+    Path(f"/var/run/wireguard/{iface}.sock").unlink(missing_ok=True)  # a stale one lies
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", names.ns(host), "wireguard-go", "-f", iface],
+            env={**os.environ, **WG_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not Path(f"/var/run/wireguard/{iface}.sock").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip().splitlines()[-3:]
+                raise NetError(f"wireguard-go did not start {iface}: {' / '.join(said)}")
+            time.sleep(0.02)
     return proc.pid
 
 
