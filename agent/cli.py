@@ -28,6 +28,9 @@ from agent.cli_admin import (
     EXIT_USAGE,
     add_admin_commands,
     effective_config,
+)
+from agent.cli_records import (
+    add_records_commands,
     open_forwarder,
     open_fraud_guard,
     open_log,
@@ -268,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     needs_config(p)
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("call", help="call a SIP URI")
+    p = sub.add_parser("call", help="call a SIP URI or a phone number")
     p.add_argument(
         "uri",
         metavar="SIP_URI_OR_NUMBER",
@@ -293,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     add_admin_commands(sub, needs_config)
+    add_records_commands(sub, needs_config)
 
     if importlib.util.find_spec("lab") is not None:  # the lab ships only with the sources
         from lab.cli import add_lab_commands
