@@ -11,10 +11,9 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from agent import calls, enroll, keystore, material, reasons
+from agent import enroll, keystore, material
 from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
@@ -22,6 +21,7 @@ from agent.fraud import FraudGuard, Number, is_phone_number, judge_dial
 from agent.gate import Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
+from agent.registration import Registration
 from agent.reload import ConfigFollower
 from agent.sip import (
     CallEnded,
@@ -31,7 +31,6 @@ from agent.sip import (
     RegistrationChanged,
     SipEngine,
     SipEvent,
-    TlsFacts,
     TlsMaterial,
     TransportChanged,
     UnsolicitedRequest,
@@ -55,13 +54,6 @@ CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is no
 NOT_CHECKED = Verdict(
     None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
 )
-
-
-@dataclass
-class _State:
-    registered: bool = False
-    tls: TlsFacts | None = None
-    failure: Reason | None = None
 
 
 class Softphone:
@@ -93,7 +85,7 @@ class Softphone:
         self._observer = observer
         self._netwatch = netwatch
         self._clock = clock
-        self._state = _State()
+        self._registration = Registration(emit)
         self._calls = CallBook(emit, clock)
         self._auto_answer = False
         self._running = False  # the SIP engine is started (transports exist)
@@ -142,9 +134,9 @@ class Softphone:
             self._netwatch = open_watch()
         self.check(probe=True)
         deadline = self._clock() + timeout_s
-        while not self._state.registered:
-            if self._state.failure is not None:
-                raise Refused(self._state.failure)
+        while not self._registration.registered:
+            if self._registration.failure is not None:
+                raise Refused(self._registration.failure)
             if not self._verdict.allowed and not wait_for_path:
                 raise Refused(self._verdict.reasons[0], reported=True)
             remaining = deadline - self._clock()
@@ -207,7 +199,7 @@ class Softphone:
                 "local_address": verdict.local_address,
             }
         )
-        self._state.failure = None
+        self._registration.failure = None
         self._engine.start(material.engine_settings(self.config, verdict), self._material)
         self._running = True
         self._engine.register()
@@ -216,12 +208,12 @@ class Softphone:
         """Stop SIP at once without sending anything: the path may lead anywhere now.
         What is about to end is logged first, then ended."""
         self._calls.drop_all(code, text)
-        if self._state.registered:
-            self._state.registered = False
+        if self._registration.registered:
+            self._registration.registered = False
             self._emit({"state": "unregistered", "code": code, "reason": text})
         self._engine.shutdown(send=False)
         self._running = False
-        self._state.tls = None
+        self._registration.tls = None
 
     def stop(self, reason: Reason | None = None) -> None:
         """Unregister (waiting at most a second) and release the engine. Idempotent."""
@@ -231,30 +223,30 @@ class Softphone:
         if not self._running:
             return
         self._running = False
-        if self._state.registered and reason is not None:
-            self._state.registered = False
+        if self._registration.registered and reason is not None:
+            self._registration.registered = False
             self._emit({"state": "unregistered", **reason.as_dict()})  # logged, then done
             self._engine.unregister()
             self._pump_engine(0.3)  # the un-REGISTER goes out and its answer comes back
-        elif self._state.registered:
+        elif self._registration.registered:
             self._engine.unregister()
             deadline = self._clock() + UNREGISTER_TIMEOUT_S
-            while self._state.registered and self._clock() < deadline:
+            while self._registration.registered and self._clock() < deadline:
                 self._pump_engine(0.05)
         for call in list(self._calls.active.values()):
             self._engine.hangup(call.call_id)
         self._engine.shutdown(send=True)
-        if self._state.registered:
-            self._state.registered = False
+        if self._registration.registered:
+            self._registration.registered = False
             self._emit({"state": "unregistered", "reason": "shutdown (no answer in time)"})
 
     @property
     def registered(self) -> bool:
-        return self._state.registered
+        return self._registration.registered
 
     @property
     def failure(self) -> Reason | None:
-        return self._state.failure
+        return self._registration.failure
 
     @property
     def finished_calls(self) -> list[CallRecord]:
@@ -272,7 +264,7 @@ class Softphone:
             self.check()  # the path is checked again right before every outgoing call
         if not self._verdict.allowed:
             raise Refused(self._verdict.reasons[0])
-        if not self._state.registered:
+        if not self._registration.registered:
             raise Refused(Reason("not_registered", "Not registered: calls are paused."))
         number = self._judge_dial(target) if is_phone_number(target) else None
         uri = number[0] if number else target
@@ -389,11 +381,20 @@ class Softphone:
 
     def handle(self, event: SipEvent) -> None:
         log.info("sip event: %s", event)
-        s = self._state
+        s = self._registration
         if isinstance(event, TransportChanged):
-            self._on_transport(event)
+            if self._registration.on_transport(event, self.server):
+                self._probe_again = True  # prove the path again before pjsip reconnects
+                if self._observer is not None:
+                    self._observer.forget_sbc()
         elif isinstance(event, RegistrationChanged):
-            self._on_registration(event)
+            self._registration.on_registration(
+                event,
+                self.server,
+                self.config.account_id,
+                self.config.account.user,
+                self._verdict.path,
+            )
         elif isinstance(event, IncomingCall):
             self._calls.incoming(event)
             if self._auto_answer:
@@ -418,53 +419,3 @@ class Softphone:
             number = self._dialed.pop(event.call_id, None)
             if number is not None and number.e164 and self._fraud is not None:
                 self._fraud.record_call(number.e164, event.duration_s, number.international)
-
-    def _on_transport(self, event: TransportChanged) -> None:
-        s = self._state
-        if event.connected and event.tls is not None:
-            bad_cert = reasons.server_certificate(event.tls, self.server)
-            if bad_cert is not None:
-                s.failure = s.failure or bad_cert
-                return
-            s.tls = event.tls
-            return
-        if not event.connected:
-            reason = reasons.transport_failure(event, self.server, tls_seen=s.tls is not None)
-            if s.registered:
-                s.registered = False
-                self._probe_again = True  # prove the path again before pjsip reconnects
-                if self._observer is not None:
-                    self._observer.forget_sbc()
-                self._emit({"state": "unregistered", **reason.as_dict()})
-            elif s.failure is None or s.failure.code == reasons.GENERIC_CONNECTION_FAILURE:
-                # pjsip reports a cancelled connect before the certificate verdict: keep the
-                # more specific reason.
-                s.failure = reason
-
-    def _on_registration(self, event: RegistrationChanged) -> None:
-        s = self._state
-        if event.registered:
-            if not s.registered:
-                s.registered = True
-                self._emit(
-                    {
-                        "state": "registered",
-                        "account": self.config.account_id,
-                        "sbc": self.server,
-                        "path": self._verdict.path,
-                        "expires": event.expires,
-                        "signaling": calls.signaling_facts(s.tls),
-                    }
-                )
-            return
-        if event.code // 100 == 2 and event.expires == 0:
-            if s.registered:
-                s.registered = False
-                self._emit({"state": "unregistered", "reason": "unregistered on request"})
-            return
-        reason = reasons.registration_failure(event, self.server, self.config.account.user, s.tls)
-        if s.registered:
-            s.registered = False
-            self._emit({"state": "unregistered", **reason.as_dict()})
-        if s.failure is None:
-            s.failure = reason
