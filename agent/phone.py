@@ -260,13 +260,6 @@ class Pjsua2Engine:
         events, self._events = self._events, []
         return events
 
-    def listening_ports(self) -> list[tuple[str, int]]:
-        if self._ep is None or self._transport_id is None:
-            return []
-        info = self._ep.transportGetInfo(self._transport_id)
-        host, _, port = str(info.localName).rpartition(":")
-        return [(host.strip("[]"), int(port))]
-
     def versions(self) -> dict[str, str]:
         ver = self._ep.libVersion() if self._ep is not None else None
         return {

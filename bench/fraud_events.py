@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import platform
 import sqlite3
 import statistics
 import sys
@@ -20,12 +19,11 @@ import time
 from pathlib import Path
 
 import phonenumbers
-import psutil
 
 from agent.events import GENESIS, EventLog, record_hash
 from agent.fraud import FraudGuard, Policy
+from bench import results_file
 
-RESULTS = Path(__file__).with_name("results")
 NUMBERS = [
     "+1 212 555 0100",
     "+44 20 7946 0018",
@@ -159,26 +157,9 @@ def main() -> int:
         f"{f'query over {n_events} events, median (ms)':46} {q['median_ms']:>12.2f} "
         f"{q['peer_median_ms']:>12.2f} {q['median_ms'] / q['peer_median_ms']:>7.2f}"
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"fraud_events-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "cpus": psutil.cpu_count(),
-                    "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-                },
-                "fraud_decision_ms": f,
-                "appends": a,
-                "query": {**q, "events": n_events},
-            },
-            indent=2,
-        )
-        + "\n"
+    results_file.write(
+        "fraud_events", {"fraud_decision_ms": f, "appends": a, "query": {**q, "events": n_events}}
     )
-    print(f"written to {out}")
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,12 +21,12 @@ from typing import Any
 
 import psutil
 
+from bench import results_file
 from lab import lab as lab_mod
 from lab import sbc
 from tests.services import GUARDPHONE, AgentProcess, free_port
 
 BARE = [sys.executable, "-m", "lab.bare_peer"]
-RESULTS = Path(__file__).with_name("results")
 
 
 def lines_until(proc: subprocess.Popen[str], wanted: str) -> list[dict[str, Any]]:
@@ -166,26 +165,7 @@ def main() -> int:
             f"{name:42} {a['median']:>9} (worst {a['worst']:>7}) "
             f"{b['median']:>9} (worst {b['worst']:>7}) {a['median'] / b['median']:>7.2f}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"register_call-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "cpus": psutil.cpu_count(),
-                    "cpu": platform.processor() or platform.machine(),
-                    "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-                },
-                "n": args.n,
-                "figures": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"written to {out}")
+    results_file.write("register_call", {"n": args.n, "figures": rows})
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -155,3 +156,11 @@ def crl(ca: Issued, revoked: list[x509.Certificate]) -> str:
             .build()
         )
     return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def load_ca(directory: Path) -> Issued:
+    """The lab CA a running lab keeps in its directory (tests issue more devices with it)."""
+    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{directory / 'ca.key'}: not the lab's ECDSA key")
+    return Issued(x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()), key)

@@ -49,6 +49,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory, store: Any) -> Iterator[Any]:
     lab_mod.down(directory, store)
 
 
+@pytest.fixture(scope="session")
+def lab_ca(lab: Any) -> Any:
+    """The session lab's CA, to issue more device certificates in tests."""
+    from lab import pki
+
+    return pki.load_ca(Path(lab.directory))
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write an agent config (a dict) to a file of this test and return its path."""

@@ -113,6 +113,26 @@ def free_port(hosts: tuple[str, ...]) -> int:
     raise RuntimeError("no free port")
 
 
+def run_cli(
+    config: Path | str,
+    *args: str,
+    env: dict[str, str],
+    stdin: str | None = None,
+    check: bool = False,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run `guardphone --config CONFIG ARGS...` as a user would; its output as text."""
+    return subprocess.run(
+        [GUARDPHONE, "--config", str(config), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def run_agent(
     config: Path | str,
     *args: str,

@@ -11,21 +11,13 @@ import pytest
 
 from agent import keystore
 from tests.integration.test_no_leaks import scan
-from tests.services import GUARDPHONE, agent, run_agent
+from tests.services import agent, run_agent, run_cli
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
 
 
 def enroll(config: Path, token: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [GUARDPHONE, "--config", str(config), "enroll"],
-        input=token + "\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(str(config), "enroll", env=env, stdin=token + "\n")
 
 
 @pytest.fixture
@@ -136,13 +128,7 @@ def test_first_run_on_a_managed_device_enrolls_with_the_mdm_token(
     # The token stays in the managed file, but it is never used (or shown) again.
     code, lines, _ = run_agent(config, "register", "--once", env=menv)
     assert code == 0 and "enrolling" not in [line["state"] for line in lines]
-    shown = subprocess.run(
-        [GUARDPHONE, "--config", str(config), "settings", "--json"],
-        env=menv,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = run_cli(str(config), "settings", "--json", env=menv, check=True).stdout
     assert token not in shown and '"(hidden)"' in shown
 
 
@@ -152,7 +138,6 @@ def test_certificate_is_renewed_with_a_fresh_key_before_it_ends(
     import datetime as dt
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     from lab import pki
 
@@ -163,10 +148,7 @@ def test_certificate_is_renewed_with_a_fresh_key_before_it_ends(
 
     # Ten days left: the kind of certificate renewal exists for.
     directory = Path(lab.directory)
-    ca = pki.Issued(
-        x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()),
-        serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
-    )
+    ca = pki.load_ca(directory)
     now = dt.datetime.now(dt.UTC)
     old = pki.issue(
         ca, "dave", server=False, not_before=now - pki.DAY, not_after=now + 10 * pki.DAY

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agent.events import EventLog
-from tests.services import GUARDPHONE, run_agent
+from tests.services import run_agent, run_cli
 
 WRITER = """
 import sys
@@ -59,13 +59,7 @@ def test_agent_states_are_in_the_log_before_they_are_shown(lab: Any, env: dict[s
     code, lines, stderr = run_agent(alice, "register", "--once", env=env)
     assert code == 0, stderr
     assert all("seq" in line for line in lines)
-    shown = subprocess.run(
-        [GUARDPHONE, "--config", alice, "events", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = run_cli(alice, "events", "--json", env=env, check=True).stdout
     events = {e["seq"]: e for e in map(json.loads, shown.splitlines())}
     for line in lines:
         event = events[line["seq"]]
@@ -75,13 +69,7 @@ def test_agent_states_are_in_the_log_before_they_are_shown(lab: Any, env: dict[s
         }
     types = [events[line["seq"]]["type"] for line in lines]
     assert types == ["agent.checking", "gate.allowed", "sip.registered", "sip.unregistered"]
-    verify = subprocess.run(
-        [GUARDPHONE, "--config", alice, "events", "verify"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    verify = run_cli(alice, "events", "verify", env=env)
     assert verify.returncode == 0 and "chain intact" in verify.stdout
 
 
@@ -99,13 +87,7 @@ def test_prune_signs_a_checkpoint_with_the_device_key(
         assert code == 0, stderr
 
     def gp(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [GUARDPHONE, "--config", str(config), "events", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return run_cli(str(config), "events", *args, env=env)
 
     pruned = gp("prune", "--keep", "3")
     assert pruned.returncode == 0 and "dropped 5 record(s)" in pruned.stdout

@@ -29,16 +29,10 @@ def test_hotel_neighbour_gets_no_sip_and_an_inside_caller_never_rings(
 ) -> None:
     import sys
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     from lab import pki
 
     directory = Path(netlab.directory)
-    ca = pki.Issued(
-        x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()),
-        serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
-    )
+    ca = pki.load_ca(directory)
     company = pki.issue(ca, "mallory", server=False)  # a colleague's laptop, compromised
     rogue = pki.issue(pki.make_ca("Hotel CA"), "alice", server=False)
     files = {}

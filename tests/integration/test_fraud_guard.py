@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services import GUARDPHONE, agent, run_agent
+from tests.services import agent, run_agent, run_cli
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
 PREMIUM = "+1 900 555 0199"
@@ -65,35 +64,15 @@ def test_premium_burst_is_blocked_then_suspended_then_resumed(
     entry = "carol@lab.guardphone.test/fraud-admin-code"
     store.set(lab.keychain_service, entry, "4242-1337")
     try:
-        wrong = subprocess.run(
-            [GUARDPHONE, "--config", carol, "fraud", "resume"],
-            env=env,
-            input="0000\n",
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        wrong = run_cli(carol, "fraud", "resume", env=env, stdin="0000\n")
         assert wrong.returncode == 1 and "stays suspended" in wrong.stderr
-        ok = subprocess.run(
-            [GUARDPHONE, "--config", carol, "fraud", "resume"],
-            env=env,
-            input="4242-1337\n",
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        ok = run_cli(carol, "fraud", "resume", env=env, stdin="4242-1337\n")
         assert ok.returncode == 0, ok.stderr
     finally:
         store.delete(lab.keychain_service, entry)
     code, lines, stderr = run_agent(carol, "register", "--once", env=env)
     assert code == 0, stderr
-    events = subprocess.run(
-        [GUARDPHONE, "--config", carol, "events", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    events = run_cli(carol, "events", "--json", env=env, check=True).stdout
     types = [json.loads(line)["type"] for line in events.splitlines()]
     assert types.count("call.blocked") == 2
     assert "fraud.suspended" in types and "fraud.resumed" in types

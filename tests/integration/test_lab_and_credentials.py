@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -9,8 +10,6 @@ from typing import Any
 
 import psutil
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from agent import keystore
 from lab import lab as lab_mod
@@ -64,19 +63,13 @@ def test_lab_up_json_is_idempotent_and_down_stops_by_pid(
 
     down = gp("lab", "down", "--dir", str(directory), env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
-    psutil.wait_procs([psutil.Process(pid)], timeout=5) if psutil.pid_exists(pid) else None
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.wait_procs([psutil.Process(pid)], timeout=5)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert store.get("guardphone-lab-cli-test", "alice@lab.guardphone.test/device-key") is None
     # The session lab's alice is untouched by this second lab coming and going.
     assert store.get(lab.keychain_service, "alice@lab.guardphone.test/device-key") is not None
     assert "was not running" in gp("lab", "down", "--dir", str(directory), env=env).stdout
-
-
-@pytest.fixture
-def lab_ca(lab: Any) -> pki.Issued:
-    directory = Path(lab.directory)
-    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
-    return pki.Issued(x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()), key)  # type: ignore[arg-type]
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")

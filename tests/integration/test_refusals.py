@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from agent import keystore
 from lab import lab as lab_mod
@@ -43,14 +41,6 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield pcap
     proc.terminate()
     proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def lab_ca(lab: Any) -> pki.Issued:
-    directory = Path(lab.directory)
-    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
-    cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
-    return pki.Issued(cert, key)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -11,20 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from agent import keystore
 from lab import pki, sbc
 from tunnel.sbc import ProbeTarget, probe, spki_pin
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
-
-
-@pytest.fixture(scope="module")
-def lab_ca(lab: Any) -> pki.Issued:
-    d = Path(lab.directory)
-    key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
-    return pki.Issued(x509.load_pem_x509_certificate((d / "ca.pem").read_bytes()), key)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

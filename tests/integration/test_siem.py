@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import GUARDPHONE, free_port, run_agent
+from tests.services import free_port, run_agent, run_cli
 
 pytestmark = [
     pytest.mark.kamailio,
@@ -131,33 +131,15 @@ def test_every_event_reaches_syslog_in_order_and_survives_an_outage(
     rsyslog.stop()  # the SIEM goes away for a while
     code, more, _ = run_agent(config, "register", "--once", env=env)
     assert code == 0
-    status = subprocess.run(
-        [GUARDPHONE, "--config", str(config), "siem", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    status = run_cli(str(config), "siem", "--json", env=env)
     tcp_state = next(r for r in json.loads(status.stdout) if r["target"] == "soc-tcp")
     assert tcp_state["lag"] > 0 and tcp_state["last_error"]
-    overall = subprocess.run(
-        [GUARDPHONE, "--config", str(config), "status", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    overall = run_cli(str(config), "status", "--json", env=env)
     shown = {r["target"]: r for r in json.loads(overall.stdout)["siem"]}
     assert shown["soc-tcp"]["state"] == "retrying" and shown["soc-tcp"]["lag"] > 0
 
     rsyslog.start()  # back: nothing is lost, order kept
-    flushed = subprocess.run(
-        [GUARDPHONE, "--config", str(config), "siem", "flush"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    flushed = run_cli(str(config), "siem", "flush", env=env)
     assert flushed.returncode == 0, flushed.stdout + flushed.stderr
     everything = seqs + [line["seq"] for line in more]
     wait_for(lambda: sorted(set(s for s, _ in rsyslog.received("tcp"))) == everything)
@@ -168,16 +150,11 @@ def test_every_event_reaches_syslog_in_order_and_survives_an_outage(
 def test_tls_receiver_gets_rfc5425_framed_events(
     lab: Any, env: dict[str, str], tmp_path: Path
 ) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     from lab import pki
 
     directory = Path(lab.directory)
-    ca = pki.Issued(
-        x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes()),
-        serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
-    )
+    ca = pki.load_ca(directory)
     server = pki.issue(ca, "siem.lab.guardphone.test", server=True, ips=("127.0.0.1",))
     (tmp_path / "siem.pem").write_text(server.cert_pem)
     (tmp_path / "siem.key").write_text(server.key_pem)

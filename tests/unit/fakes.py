@@ -57,9 +57,6 @@ class ScriptedEngine:
     def poll(self, timeout_s: float) -> list[SipEvent]:
         return self.batches.pop(0) if self.batches else []
 
-    def listening_ports(self) -> list[tuple[str, int]]:
-        return []
-
     def versions(self) -> dict[str, str]:
         return {}
 
