@@ -51,15 +51,19 @@ class SecretService:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=base,
+            start_new_session=True,
             text=True,
         )
         assert self._bus.stdout is not None
         self.env["DBUS_SESSION_BUS_ADDRESS"] = self._bus.stdout.readline().strip()
+        # Its own words go to a file: if the keyring ever goes away mid-run, this says why.
+        self.log = root / "gnome-keyring.log"
         self._keyring = subprocess.Popen(
             ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # no signal meant for the test's process group reaches it
             env={**base, **self.env},
         )
         assert self._keyring.stdin is not None
