@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import PhoneNumberType, shortnumberinfo
 
+MINUTES_KEPT_S = 2 * 86400  # enough for "today" in any time zone
 SATELLITE_CODES = frozenset({870, 881, 882})  # Inmarsat, GMSS, international networks
 _TYPES = {
     PhoneNumberType.PREMIUM_RATE: "premium_rate",
@@ -174,7 +176,14 @@ def classify(dialed: str, region: str) -> Number:
 
 
 class FraudGuard:
-    """Decides on every dial; keeps its counters and the suspension in `state_path`."""
+    """Decides on every dial; keeps its counters and the suspension in `state_path`.
+
+    The counters a decision needs live in memory (a decision must take well under a
+    millisecond), and every dial is also written to the file before the decision is returned,
+    so they survive restarts. Another process sharing the file (the CLI resuming an account,
+    a second session dialling) is noticed through SQLite's data_version, and the counters are
+    then read back from the file: two processes never judge from different histories.
+    """
 
     def __init__(
         self, policy: Policy, state_path: Path, clock: Callable[[], float] = time.time
@@ -188,6 +197,8 @@ class FraudGuard:
         # dials, which only makes the guard forget some history, never allow more than
         # policy. The security *events* are in the fully synchronous event log.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints (which fsync) run between calls, in maintain(), not inside a decision.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS dials (time REAL, e164 TEXT, international INTEGER, "
             "blocked INTEGER)"
@@ -195,18 +206,37 @@ class FraudGuard:
         self._db.execute("CREATE INDEX IF NOT EXISTS dials_time ON dials(time)")
         self._db.execute("CREATE TABLE IF NOT EXISTS minutes (time REAL, e164 TEXT, minutes REAL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
+        self._seen_version = -1
+        self._international: deque[float] = deque()  # allowed international dials
+        self._blocks: deque[float] = deque()  # blocked dials
+        self._recent: deque[tuple[float, str]] = deque(maxlen=max(1, policy.sequential_run))
+        self._minutes: deque[tuple[float, float]] = deque()  # finished international calls
+        self._suspended: str | None = None
+        self.maintain()
 
     def close(self) -> None:
         self._db.close()
 
+    def maintain(self) -> None:
+        """Drop history no rule looks at any more and checkpoint the WAL (between calls)."""
+        p = self.policy
+        horizon = max(p.window_s, p.block_window_s, p.sequential_window_s)
+        now = self._clock()
+        self._db.execute("DELETE FROM dials WHERE time < ?", (now - horizon,))
+        self._db.execute("DELETE FROM minutes WHERE time < ?", (now - MINUTES_KEPT_S,))
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._refresh(force=True)
+
     @property
     def suspended(self) -> str | None:
-        row = self._db.execute("SELECT value FROM state WHERE key = 'suspended'").fetchone()
-        return json.loads(row[0])["reason"] if row else None
+        self._refresh()
+        return self._suspended
 
     def resume(self, by: str) -> None:
         self._db.execute("DELETE FROM state WHERE key = 'suspended'")
         self._db.execute("DELETE FROM dials WHERE blocked = 1")  # a fresh start for the count
+        self._suspended = None
+        self._blocks.clear()
 
     def check(self, dialed: str, active_calls: int = 0) -> Decision:
         number = classify(dialed, self.policy.region)
@@ -306,17 +336,48 @@ class FraudGuard:
     def record_call(self, e164: str, seconds: float, international: bool) -> None:
         """A finished call's length counts against the daily international minutes."""
         if international:
-            self._db.execute(
-                "INSERT INTO minutes VALUES (?, ?, ?)", (self._clock(), e164, seconds / 60.0)
-            )
+            now = self._clock()
+            self._db.execute("INSERT INTO minutes VALUES (?, ?, ?)", (now, e164, seconds / 60.0))
+            self._minutes.append((now, seconds / 60.0))
+        self.maintain()  # a call just ended: a quiet moment for housekeeping
+
+    def _refresh(self, force: bool = False) -> None:
+        """Read the counters back from the file if another connection changed it."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._seen_version and not force:
+            return
+        self._seen_version = version
+        p, now = self.policy, self._clock()
+        self._international.clear()
+        self._blocks.clear()
+        self._recent.clear()
+        self._minutes.clear()
+        since = now - max(p.window_s, p.block_window_s, p.sequential_window_s)
+        for when, e164, international, blocked in self._db.execute(
+            "SELECT time, e164, international, blocked FROM dials WHERE time >= ? ORDER BY time",
+            (since,),
+        ):
+            self._remember(when, e164, bool(international), bool(blocked))
+        for when, minutes in self._db.execute(
+            "SELECT time, minutes FROM minutes WHERE time >= ? ORDER BY time",
+            (now - MINUTES_KEPT_S,),
+        ):
+            self._minutes.append((when, minutes))
+        row = self._db.execute("SELECT value FROM state WHERE key = 'suspended'").fetchone()
+        self._suspended = json.loads(row[0])["reason"] if row else None
+
+    def _remember(self, when: float, e164: str | None, international: bool, blocked: bool) -> None:
+        if blocked:
+            self._blocks.append(when)
+        elif international:
+            self._international.append(when)
+        if e164:
+            self._recent.append((when, e164))
 
     def _international_minutes_today(self) -> float:
         local = dt.datetime.fromtimestamp(self._clock(), ZoneInfo(self.policy.timezone))
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(minutes), 0) FROM minutes WHERE time >= ?", (midnight,)
-        ).fetchone()
-        return float(row[0])
+        return sum(minutes for when, minutes in self._minutes if when >= midnight)
 
     def _in_business_hours(self) -> bool:
         assert self.policy.business_hours is not None
@@ -325,40 +386,28 @@ class FraudGuard:
         return start <= local.hour < end
 
     def _record(self, number: Number, blocked: bool) -> None:
+        now = self._clock()
         self._db.execute(
             "INSERT INTO dials VALUES (?, ?, ?, ?)",
-            (self._clock(), number.e164, int(number.international), int(blocked)),
+            (now, number.e164, int(number.international), int(blocked)),
         )
+        self._seen_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        self._remember(now, number.e164, number.international, blocked)
 
     def _recent_international(self) -> int:
-        since = self._clock() - self.policy.window_s
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM dials WHERE time >= ? AND international = 1 AND blocked = 0",
-            (since,),
-        ).fetchone()
-        return int(row[0])
+        return _count_since(self._international, self._clock() - self.policy.window_s)
 
     def _recent_blocks(self) -> int:
-        since = self._clock() - self.policy.block_window_s
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM dials WHERE time >= ? AND blocked = 1", (since,)
-        ).fetchone()
-        return int(row[0])
+        return _count_since(self._blocks, self._clock() - self.policy.block_window_s)
 
     def _sequential_run(self, e164: str) -> int:
         """How many of the recent numbers, with this one, differ from each other by one."""
         since = self._clock() - self.policy.sequential_window_s
-        recent = [  # newest first, and only as many as a run needs
-            row[0]
-            for row in self._db.execute(
-                "SELECT e164 FROM dials WHERE time >= ? AND e164 IS NOT NULL "
-                "ORDER BY time DESC LIMIT ?",
-                (since, self.policy.sequential_run),
-            )
-        ]
         run = 1
         current = int(e164.lstrip("+"))
-        for previous in recent:
+        for when, previous in reversed(self._recent):  # newest first
+            if when < since:
+                break
             value = int(previous.lstrip("+"))
             if abs(current - value) != 1:
                 break
@@ -370,3 +419,11 @@ class FraudGuard:
             "INSERT OR REPLACE INTO state VALUES ('suspended', ?)",
             (json.dumps({"reason": reason, "since": self._clock()}),),
         )
+        self._suspended = reason
+
+
+def _count_since(times: deque[float], since: float) -> int:
+    """Forget what fell out of the window (oldest first) and count what is left."""
+    while times and times[0] < since:
+        times.popleft()
+    return len(times)

@@ -167,3 +167,33 @@ def test_daily_international_minutes_reset_at_local_midnight(tmp_path: Path) -> 
     assert g.check("+1 212 555 0100").allowed
     clock.at += 16 * 3600  # past midnight in Berlin
     assert g.check("+44 20 7946 0033").allowed
+
+
+def test_counters_are_shared_with_another_process_on_the_same_file(tmp_path: Path) -> None:
+    """The running agent and a CLI session judge from one history, and see each other's
+    suspension and resume (the counters are cached in memory, the file is the truth)."""
+    clock = Clock()
+    policy = {"region": "US", "international_per_window": 2, "suspend_after_blocks": 2}
+    agent_side, cli_side = guard(tmp_path, clock, **policy), guard(tmp_path, clock, **policy)
+    assert agent_side.check("+44 20 7946 0011").allowed
+    assert cli_side.check("+44 20 7946 0022").allowed
+    assert agent_side.check("+44 20 7946 0033").rule == "velocity"  # the other's dial counted
+    assert cli_side.check("+1 900 555 0199").action == "suspend"  # 2nd block, across both
+    assert agent_side.suspended and agent_side.check("+1 212 555 0100").rule == "suspended"
+    cli_side.resume("admin")
+    assert agent_side.suspended is None and agent_side.check("+1 212 555 0100").allowed
+
+
+def test_velocity_counts_survive_a_restart_and_old_history_is_dropped(tmp_path: Path) -> None:
+    clock = Clock()
+    g = guard(tmp_path, clock, region="US", international_per_window=2, window_s=600)
+    assert g.check("+44 20 7946 0011").allowed and g.check("+44 20 7946 0022").allowed
+    g.close()
+    g = guard(tmp_path, clock, region="US", international_per_window=2, window_s=600)
+    assert g.check("+44 20 7946 0033").rule == "velocity"
+    g.close()
+    clock.at += 3600
+    g = guard(tmp_path, clock, region="US", international_per_window=2, window_s=600)
+    assert g.check("+44 20 7946 0044").allowed
+    rows = g._db.execute("SELECT COUNT(*) FROM dials").fetchone()[0]
+    assert rows == 1  # an hour later, only the new dial is kept
