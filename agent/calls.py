@@ -30,6 +30,7 @@ class CallRecord:
     established_at: float | None = None
     media: MediaFacts | None = None
     ended: bool = False
+    internal: bool | None = None  # incoming: identity asserted by the company SBC
 
 
 def security_facts(
@@ -78,6 +79,29 @@ def signaling_facts(tls: TlsFacts | None) -> dict[str, Any] | None:
     }
 
 
+def caller_identity(remote_uri: str, asserted: str | None, domain: str) -> dict[str, Any]:
+    """Who is calling, and whether the company SBC vouches for it.
+
+    Internal means the SBC asserted an identity in our own domain (it authenticated the
+    caller); anything else — an outside line, or a header claiming to be internal from
+    elsewhere — is external, whatever display name the caller chose ("IT Helpdesk"...).
+    """
+    display = remote_uri.split("<", 1)[0].strip().strip('"') if "<" in remote_uri else ""
+    uri = _uri_of(asserted) if asserted else ""
+    internal = "@" in uri and uri.split("@", 1)[1].split(";", 1)[0].lower() == domain.lower()
+    return {
+        "caller": uri if internal else _uri_of(remote_uri),
+        "display_name": display,
+        "internal": internal,
+    }
+
+
+def _uri_of(value: str) -> str:
+    """sip:user@host out of a name-addr ("Name" <sip:user@host;tag>) or a bare URI."""
+    inner = value.split("<", 1)[1].split(">", 1)[0] if "<" in value else value.split(";", 1)[0]
+    return inner.strip()
+
+
 class CallBook:
     """The calls in progress and finished, turned into states as the engine reports them."""
 
@@ -92,21 +116,27 @@ class CallBook:
     def placed(self, call_id: int, uri: str) -> CallRecord:
         return self.active.setdefault(call_id, CallRecord(call_id, "outgoing", uri))
 
-    def incoming(self, event: IncomingCall) -> None:
-        self.active[event.call_id] = CallRecord(event.call_id, "incoming", event.remote_uri)
-        self._emit({"state": "incoming", "from": event.remote_uri})
+    def incoming(self, event: IncomingCall, domain: str) -> None:
+        caller = caller_identity(event.remote_uri, event.asserted_identity, domain)
+        record = CallRecord(event.call_id, "incoming", event.remote_uri)
+        record.internal = caller["internal"]
+        self.active[event.call_id] = record
+        self._emit(
+            {"state": "incoming", "call_id": event.call_id, "from": event.remote_uri, **caller}
+        )
 
     def state_changed(
         self, event: CallStateChanged, path: str | None, tls: TlsFacts | None
     ) -> None:
         record = self.placed(event.call_id, event.remote_uri)
         if event.state == "early":
-            self._emit({"state": "ringing", "uri": record.remote})
+            self._emit({"state": "ringing", "call_id": record.call_id, "uri": record.remote})
         elif event.state == "confirmed" and record.established_at is None:
             record.established_at = self._clock()
             self._emit(
                 {
                     "state": "call_established",
+                    "call_id": record.call_id,
                     "uri": record.remote,
                     "direction": record.direction,
                     "security": security_facts(path, tls, record.media),
@@ -131,6 +161,7 @@ class CallBook:
             self._emit(
                 {
                     "state": "call_failed",
+                    "call_id": record.call_id,
                     "uri": record.remote,
                     "sip_code": event.code,
                     **reason.as_dict(),
@@ -140,6 +171,7 @@ class CallBook:
         self._emit(
             {
                 "state": "call_ended",
+                "call_id": record.call_id,
                 "uri": record.remote,
                 "sip_code": event.code,
                 "duration_s": event.duration_s,
@@ -156,6 +188,7 @@ class CallBook:
             self._emit(
                 {
                     "state": "call_ended" if record.established_at else "call_failed",
+                    "call_id": record.call_id,
                     "uri": record.remote,
                     "code": code,
                     "reason": text,

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import config as config_mod
 from agent import credentials, keystore, managed, settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -84,31 +83,16 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def _set_setting(args: argparse.Namespace, effective: settings.Effective) -> int:
-    key = args.key
-    if key not in settings.BY_KEY:
-        print(f"guardphone: {key}: no such setting (see `guardphone settings`)", file=sys.stderr)
-        return EXIT_USAGE
-    if effective.is_locked(key) or (effective.locked and key in effective.overruled):
-        print(
-            f"guardphone: {key} is set by your organisation and cannot be changed here.",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
     try:
         value = json.loads(args.value)
     except json.JSONDecodeError:
         value = args.value  # a bare word is a string
-    doc = config_mod.read_document(args.config)
-    node = doc
-    *sections, leaf = key.split(".")
-    for section in sections:
-        node = node.setdefault(section, {})
-    node[leaf] = value
-    source = managed.open_source()
-    mdoc = source.read()
-    settings.resolve(doc, str(args.config), mdoc, source.location if mdoc is not None else None)
-    args.config.write_text(json.dumps(doc, indent=2) + "\n")  # only once it validates
-    print(f"{key} = {json.dumps(value)}")
+    try:
+        settings.change(args.config, managed.open_source(), args.key, value)
+    except settings.SettingRefused as exc:
+        print(f"guardphone: {exc}", file=sys.stderr)
+        return EXIT_REFUSED if exc.locked else EXIT_USAGE
+    print(f"{args.key} = {json.dumps(value)}")
     return EXIT_OK
 
 

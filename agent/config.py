@@ -204,6 +204,27 @@ class Media(_Strict):
         json_schema_extra=NOT_SECURITY,
         description="'auto' uses the sound device if there is one; 'none' never opens one.",
     )
+    input_device: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra=NOT_SECURITY,
+        description="Microphone by name (as the tray app's settings list them); none: default.",
+    )
+    output_device: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra=NOT_SECURITY,
+        description="Speaker or headset by name; none: the system default.",
+    )
+
+
+class Desktop(_Strict):
+    """The tray app."""
+
+    allow_quit: bool = Field(
+        default=True,
+        description="Whether the tray menu offers Quit (IT may keep the app always running).",
+    )
 
 
 class AgentConfig(_Strict):
@@ -232,6 +253,7 @@ class AgentConfig(_Strict):
         default=(), max_length=8, description="Where the event log is forwarded."
     )
     media: Media = Media()
+    desktop: Desktop = Desktop()
     keychain_service: str = Field(
         default="guardphone",
         min_length=1,

@@ -60,5 +60,7 @@ def engine_settings(cfg: AgentConfig, verdict: Verdict) -> EngineSettings:
         bind_address=verdict.local_address,
         qos=cfg.media.qos,
         null_audio=cfg.media.audio == "none",
+        input_device=cfg.media.input_device,
+        output_device=cfg.media.output_device,
         bind_ifindex=socket.if_nametoindex(verdict.interface) if verdict.interface else None,
     )

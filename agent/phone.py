@@ -18,6 +18,7 @@ from typing import Any
 
 from agent import pjfacts
 from agent.sip import (
+    AudioDevice,
     CallEnded,
     CallMediaActive,
     CallQuality,
@@ -138,6 +139,8 @@ class Pjsua2Engine:
         adm = ep.audDevManager()
         if settings.null_audio or not pjfacts.has_sound_device(adm):
             adm.setNullDev()
+        else:
+            pjfacts.choose_devices(adm, settings.input_device, settings.output_device)
         self._material = material
 
     def register(self) -> None:
@@ -247,6 +250,35 @@ class Pjsua2Engine:
         with contextlib.suppress(Exception):
             c.hangup(prm)
 
+    def set_mute(self, call_id: int, muted: bool) -> None:
+        """Stop (or resume) sending the microphone to the call; the call itself goes on."""
+        c = self._calls.get(call_id)
+        if c is None or self._ep is None:
+            return
+        capture = self._ep.audDevManager().getCaptureDevMedia()
+        for i, media in enumerate(c.getInfo().media):
+            if media.type != self._pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            with contextlib.suppress(Exception):  # no active media yet
+                aud = c.getAudioMedia(i)
+                (capture.stopTransmit if muted else capture.startTransmit)(aud)
+
+    def set_hold(self, call_id: int, held: bool) -> None:
+        c = self._calls.get(call_id)
+        if c is None:
+            return
+        prm = self._pj.CallOpParam(True)
+        if held:
+            c.setHold(prm)
+        else:
+            prm.opt.flag = self._pj.PJSUA_CALL_UNHOLD
+            c.reinvite(prm)
+
+    def send_dtmf(self, call_id: int, digits: str) -> None:
+        c = self._calls.get(call_id)
+        if c is not None:
+            c.dialDtmf(digits)  # RFC 4733 events inside the SRTP stream
+
     # -- pumping ---------------------------------------------------------------------------
 
     def poll(self, timeout_s: float) -> list[SipEvent]:
@@ -259,6 +291,12 @@ class Pjsua2Engine:
                     self._sample_quality(cid, c)
         events, self._events = self._events, []
         return events
+
+    def audio_devices(self) -> list[AudioDevice]:
+        """The sound devices pjsip sees (empty before start, or with none present)."""
+        if self._ep is None:
+            return []
+        return pjfacts.audio_devices(self._ep.audDevManager())
 
     def versions(self) -> dict[str, str]:
         ver = self._ep.libVersion() if self._ep is not None else None
@@ -360,7 +398,8 @@ class Pjsua2Engine:
                 c.hangup(prm403)
             self._events.append(UnsolicitedRequest(source, "INVITE", str(c.getInfo().remoteUri)))
             return
-        self._events.append(IncomingCall(cid, str(c.getInfo().remoteUri)))
+        asserted = pjfacts.header(str(prm.rdata.wholeMsg), "P-Asserted-Identity")
+        self._events.append(IncomingCall(cid, str(c.getInfo().remoteUri), asserted))
 
     def _on_call_state(self, c: Any) -> None:
         info = c.getInfo()

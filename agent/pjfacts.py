@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.sip import CallQuality, MediaFacts, TlsFacts
+from agent.sip import AudioDevice, CallQuality, MediaFacts, TlsFacts
 
 SOL_SOCKET, SO_BINDTOIFINDEX = 1, 62  # Linux >= 5.0
 
@@ -47,6 +47,23 @@ def has_sound_device(adm: Any) -> bool:
         return bool(adm.getDevCount()) and adm.getCaptureDev() >= 0 and adm.getPlaybackDev() >= 0
     except Exception:
         return False
+
+
+def audio_devices(adm: Any) -> list[AudioDevice]:
+    try:
+        infos = adm.enumDev2()
+    except Exception:
+        return []
+    return [AudioDevice(str(i.name), int(i.inputCount), int(i.outputCount)) for i in infos]
+
+
+def choose_devices(adm: Any, input_name: str | None, output_name: str | None) -> None:
+    """Use the devices named in the settings; a device that is gone leaves the default."""
+    for index, device in enumerate(audio_devices(adm)):
+        if input_name and device.name == input_name and device.inputs:
+            adm.setCaptureDev(index)
+        if output_name and device.name == output_name and device.outputs:
+            adm.setPlaybackDev(index)
 
 
 def status_text(pj: Any, status: int) -> str:
@@ -102,3 +119,14 @@ def quality(rtcp: Any) -> CallQuality:
         jitter_ms=ms(rtcp.rxStat.jitterUsec),
         rtt_ms=ms(rtcp.rttUsec),
     )
+
+
+def header(message: str, name: str) -> str | None:
+    """The first value of header `name` in a raw SIP message (its head only), or None."""
+    head = message.split("\r\n\r\n", 1)[0]
+    wanted = name.lower()
+    for line in head.split("\r\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == wanted:
+            return value.strip()
+    return None

@@ -18,12 +18,13 @@ from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
 from agent.fraud import FraudGuard, Number, is_phone_number, judge_dial
-from agent.gate import Verdict, decide
+from agent.gate import Observations, Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
 from agent.registration import Registration
 from agent.reload import ConfigFollower
 from agent.sip import (
+    AudioDevice,
     CallEnded,
     CallMediaActive,
     CallStateChanged,
@@ -35,6 +36,7 @@ from agent.sip import (
     TransportChanged,
     UnsolicitedRequest,
 )
+from agent.why import Situation
 from tunnel.netwatch import NetEvents, NetWatch, open_watch
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
 RECHECK_SBC_S = 30.0
 CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is noticed
 
+
+# Reasons that are about this device's own credentials (shown on the certificate check).
+CREDENTIAL_CODES = ("device_cert", "client_cert", "credentials", "identity", "keychain")
 
 NOT_CHECKED = Verdict(
     None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
@@ -89,6 +94,7 @@ class Softphone:
         self._calls = CallBook(emit, clock)
         self._auto_answer = False
         self._running = False  # the SIP engine is started (transports exist)
+        self._leaving = False  # leave() sent the un-REGISTER; stop() finishes
         self._material: TlsMaterial | None = None
         self._verdict = NOT_CHECKED
         self._refusal_shown: tuple[str, ...] = ()
@@ -96,6 +102,10 @@ class Softphone:
         self._recheck_s = RECHECK_WG_S if "wireguard" in config.paths else RECHECK_SBC_S
         self._probe_again = True
         self.server = f"{config.sbc.host}:{config.sbc.port}"
+        self.last_seen: Observations | None = None
+        # How a due check is run: at once by default; a desktop app replaces this to run
+        # `observe` off its UI thread and `conclude` back on it.
+        self.request_check: Callable[[bool], Any] = self.check
 
     # -- checks before anything touches the network ----------------------------------------
 
@@ -111,27 +121,37 @@ class Softphone:
 
     # -- the gate ------------------------------------------------------------------------
 
+    def begin(self) -> None:
+        """Everything before the first check: credentials (enrolling a managed device on its
+        first run, renewing a certificate that is due), the certificate watch, the observers.
+        Touches no SIP; raises Refused."""
+        self._emit({"state": "checking", "account": self.config.account_id})
+        try:
+            try:
+                self._material = self.prepare()
+            except Refused as exc:
+                # A managed device's first run: enroll with the token MDM delivered, go on.
+                if exc.reason.code != "credentials_missing" or not self._enroll():
+                    raise
+                self._material = self.prepare()
+            if enroll.renew_if_due(self.config, self._store, self._material.cert_pem, self._emit):
+                self._material = self.prepare()
+        except Refused as exc:
+            self._verdict = Verdict(None, reasons=(exc.reason,))  # what "why" shows
+            raise
+        self._watch_certificate()
+        if self._observer is None:
+            self._observer = PathObserver(self.config)
+        if self._netwatch is None:
+            self._netwatch = open_watch()
+
     def start(self, timeout_s: float = REGISTER_TIMEOUT_S, wait_for_path: bool = False) -> None:
         """Check, then register once the gate allows a path.
 
         Returns once registered. Raises Refused when the SBC refuses, when the time runs
         out, or (unless `wait_for_path`) when the gate refuses.
         """
-        self._emit({"state": "checking", "account": self.config.account_id})
-        try:
-            self._material = self.prepare()
-        except Refused as exc:
-            # A managed device's first run: enroll with the token MDM delivered, then go on.
-            if exc.reason.code != "credentials_missing" or not self._enroll():
-                raise
-            self._material = self.prepare()
-        if enroll.renew_if_due(self.config, self._store, self._material.cert_pem, self._emit):
-            self._material = self.prepare()
-        self._watch_certificate()
-        if self._observer is None:
-            self._observer = PathObserver(self.config)
-        if self._netwatch is None:
-            self._netwatch = open_watch()
+        self.begin()
         self.check(probe=True)
         deadline = self._clock() + timeout_s
         while not self._registration.registered:
@@ -148,23 +168,38 @@ class Softphone:
 
     def check(self, probe: bool = False) -> Verdict:
         """Observe the paths, decide, and act on the verdict at once."""
+        return self.conclude(self.observe(probe))
+
+    def observe(self, probe: bool = False) -> Observations:
+        """Look at the paths. Blocking (subprocesses, a TLS probe) but touches no SIP, so a
+        desktop app may run it on a worker thread and hand the result to `conclude`."""
         assert self._observer is not None and self._material is not None
-        self._last_check = self._clock()
         probe = probe or self._probe_again
         self._probe_again = False
-        paths = self.config.paths
+        paths, config, observer = self.config.paths, self.config, self._observer
         # The SBC is only probed when it could be chosen: the tunnel is refused or not wanted.
         sbc_first = paths[0] == "sbc_mtls"
-        seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=sbc_first)
+        seen = observer.observe(self._material, probe_sbc=probe, include_sbc=sbc_first)
+        if not sbc_first and "sbc_mtls" in paths and not decide(config, seen).allowed:
+            seen = observer.observe(self._material, probe_sbc=probe, include_sbc=True)
+        return seen
+
+    def conclude(self, seen: Observations) -> Verdict:
+        """Decide on what was observed and act on it at once (on the SIP thread)."""
+        self._last_check = self._clock()
+        self.last_seen = seen
         verdict = decide(self.config, seen)
         if self._fraud is not None and self._fraud.suspended and not self.emergency_dial:
             text = f"Calls are suspended for suspected fraud ({self._fraud.suspended})."
             verdict = Verdict(None, reasons=(Reason("fraud_suspended", text),))
-        if not verdict.allowed and not sbc_first and "sbc_mtls" in paths:
-            seen = self._observer.observe(self._material, probe_sbc=probe, include_sbc=True)
-            verdict = decide(self.config, seen)
+        if self._material is None:
+            return self._verdict  # the certificate ended while the observation ran
         self._apply(verdict)
         return verdict
+
+    @property
+    def verdict(self) -> Verdict:
+        return self._verdict
 
     def _apply(self, verdict: Verdict) -> None:
         previous, self._verdict = self._verdict, verdict
@@ -215,8 +250,19 @@ class Softphone:
         self._running = False
         self._registration.tls = None
 
-    def stop(self, reason: Reason | None = None) -> None:
-        """Unregister (waiting at most a second) and release the engine. Idempotent."""
+    def leave(self) -> None:
+        """Hang up and send the un-REGISTER without waiting for answers: a desktop app pumps
+        (`pump_sip`) until `registered` is False or its patience ends, then calls `stop`."""
+        if not self._running or self._leaving:
+            return
+        self._leaving = True
+        for call in list(self._calls.active.values()):
+            self._engine.hangup(call.call_id)
+        if self._registration.registered:
+            self._engine.unregister()
+
+    def stop(self, reason: Reason | None = None, wait_s: float = UNREGISTER_TIMEOUT_S) -> None:
+        """Unregister (waiting at most `wait_s`) and release the engine. Idempotent."""
         if self._netwatch is not None:
             self._netwatch.close()
             self._netwatch = None
@@ -227,15 +273,17 @@ class Softphone:
             self._registration.registered = False
             self._emit({"state": "unregistered", **reason.as_dict()})  # logged, then done
             self._engine.unregister()
-            self._pump_engine(0.3)  # the un-REGISTER goes out and its answer comes back
+            self.pump_sip(0.3)  # the un-REGISTER goes out and its answer comes back
         elif self._registration.registered:
-            self._engine.unregister()
-            deadline = self._clock() + UNREGISTER_TIMEOUT_S
+            if not self._leaving:
+                self._engine.unregister()
+            deadline = self._clock() + wait_s
             while self._registration.registered and self._clock() < deadline:
-                self._pump_engine(0.05)
+                self.pump_sip(0.05)
         for call in list(self._calls.active.values()):
             self._engine.hangup(call.call_id)
         self._engine.shutdown(send=True)
+        self._leaving = False
         if self._registration.registered:
             self._registration.registered = False
             self._emit({"state": "unregistered", "reason": "shutdown (no answer in time)"})
@@ -291,6 +339,55 @@ class Softphone:
     def hangup(self, call_id: int) -> None:
         self._engine.hangup(call_id)
 
+    def answer(self, call_id: int) -> None:
+        if call_id in self._calls.active:
+            self._engine.answer(call_id)
+
+    def set_mute(self, call_id: int, muted: bool) -> None:
+        self._engine.set_mute(call_id, muted)
+
+    def set_hold(self, call_id: int, held: bool) -> None:
+        self._engine.set_hold(call_id, held)
+
+    def send_dtmf(self, call_id: int, digits: str) -> None:
+        if digits and all(d in "0123456789*#ABCD" for d in digits):
+            self._engine.send_dtmf(call_id, digits)
+
+    @property
+    def suspended(self) -> str | None:
+        """Why calls are suspended for suspected fraud, or None."""
+        return self._fraud.suspended if self._fraud is not None else None
+
+    def situation(self) -> Situation:
+        """What `agent.why.explain` needs to answer "why can't I call?"."""
+        cert = self._cert
+        problem = next(
+            (r for r in self._verdict.reasons if r.code.startswith(CREDENTIAL_CODES)), None
+        )
+        return Situation(
+            verdict=self._verdict,
+            seen=self.last_seen,
+            certificate=None
+            if cert is None
+            else f"Valid until {cert.summary.not_after:%Y-%m-%d} (serial {cert.summary.serial}).",
+            certificate_problem=problem,
+            registered=self._registration.registered,
+            registration_failure=self._registration.failure,
+            suspended=self.suspended,
+            support_reference=self.config.account_id,
+        )
+
+    def audio_devices(self) -> list[AudioDevice]:
+        return self._engine.audio_devices()
+
+    def versions(self) -> dict[str, str]:
+        return self._engine.versions()
+
+    @property
+    def certificate(self) -> CertWatch | None:
+        """The device certificate in use (None before `begin` or after it ended)."""
+        return self._cert
+
     def auto_answer(self, enabled: bool = True) -> None:
         self._auto_answer = enabled
 
@@ -300,9 +397,17 @@ class Softphone:
         """Wait for SIP or network events (at most `timeout_s`) and act on them."""
         net = NetEvents()
         if self._running:
-            self._pump_engine(min(timeout_s, TICK_S))
+            events = self._engine.poll(min(timeout_s, TICK_S))
             if self._netwatch is not None:
                 net = self._netwatch.drain()
+            if self._path_broke(net):
+                # The link flapped while SIP waited: what arrived over it (a 200 to a
+                # REGISTER, say) no longer counts. Everything that ran over it is gone.
+                self._teardown("path_lost", "The protected path was lost: calls are paused.")
+                self._verdict = NOT_CHECKED
+            else:
+                for event in events:
+                    self.handle(event)
         elif self._netwatch is not None:
             net = self._netwatch.wait(min(timeout_s, self._recheck_s, CONFIG_POLL_S))
         if self._follower is not None:
@@ -311,12 +416,9 @@ class Softphone:
             return
         if self._certificate_ended():
             return
-        if self._running and self._path_broke(net):
-            # The link flapped: even if it is back already, what ran over it is gone.
-            self._teardown("path_lost", "The protected path was lost: calls are paused.")
-            self._verdict = NOT_CHECKED
         if net.changed or self._probe_again or self._clock() - self._last_check >= self._recheck_s:
-            self.check(probe=net.changed)
+            self._last_check = self._clock()  # one request per interval, even if it runs late
+            self.request_check(net.changed)
 
     def _follow_config(self) -> None:
         assert self._follower is not None
@@ -340,7 +442,7 @@ class Softphone:
             self._emit({"state": "refused", **exc.reason.as_dict()})
             return
         self._watch_certificate()
-        self.check(probe=True)
+        self.request_check(True)
 
     def _watch_certificate(self) -> None:
         assert self._material is not None
@@ -375,7 +477,8 @@ class Softphone:
             return True  # the interface is gone
         return index in net.down or -1 in net.down
 
-    def _pump_engine(self, timeout_s: float) -> None:
+    def pump_sip(self, timeout_s: float) -> None:
+        """SIP events only (no path checks): for the moments around a shutdown."""
         for event in self._engine.poll(timeout_s):
             self.handle(event)
 
@@ -396,7 +499,7 @@ class Softphone:
                 self._verdict.path,
             )
         elif isinstance(event, IncomingCall):
-            self._calls.incoming(event)
+            self._calls.incoming(event, self.config.account.domain)
             if self._auto_answer:
                 self._engine.answer(event.call_id)
         elif isinstance(event, UnsolicitedRequest):

@@ -220,6 +220,37 @@ def load(user_path: Path, source: ManagedSource) -> Effective:
     )
 
 
+class SettingRefused(ValueError):
+    """A change the user may not make: unknown, set by the organisation, or invalid."""
+
+    def __init__(self, message: str, locked: bool = False) -> None:
+        super().__init__(message)
+        self.locked = locked
+
+
+def change(user_path: Path, source: ManagedSource, key: str, value: Any) -> Effective:
+    """Set one setting in the user's file, if the organisation lets them; the file is
+    written only once the result validates. Raises SettingRefused (or ConfigError)."""
+    if key not in BY_KEY:
+        raise SettingRefused(f"{key}: no such setting (see `guardphone settings`)")
+    managed = source.read()
+    where = source.location if managed is not None else None
+    doc = read_document(user_path)
+    current = resolve(doc, str(user_path), managed, where)
+    if current.is_locked(key) or (current.locked and key in current.overruled):
+        raise SettingRefused(
+            f"{key} is set by your organisation and cannot be changed here.", locked=True
+        )
+    node = doc
+    *sections, leaf = key.split(".")
+    for section in sections:
+        node = node.setdefault(section, {})
+    node[leaf] = value
+    effective = resolve(doc, str(user_path), managed, where)  # raises if it does not validate
+    user_path.write_text(json.dumps(doc, indent=2) + "\n")
+    return effective
+
+
 def changes(old: Effective, new: Effective) -> list[dict[str, Any]]:
     """config.changed records: key, old and new value, and the layer the new value is from."""
     keys = sorted(set(old.values) | set(new.values))

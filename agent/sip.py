@@ -22,6 +22,8 @@ class EngineSettings:
     qos: bool
     null_audio: bool
     bind_ifindex: int | None = None  # the path's interface; sockets may use no other
+    input_device: str | None = None  # by name; None: the system default
+    output_device: str | None = None
 
     @property
     def id_uri(self) -> str:
@@ -91,6 +93,13 @@ class CallQuality:
 
 
 @dataclass(frozen=True)
+class AudioDevice:
+    name: str
+    inputs: int
+    outputs: int
+
+
+@dataclass(frozen=True)
 class TransportChanged:
     connected: bool
     tls: TlsFacts | None
@@ -111,6 +120,7 @@ class RegistrationChanged:
 class IncomingCall:
     call_id: int
     remote_uri: str
+    asserted_identity: str | None = None  # P-Asserted-Identity the SBC added, if any
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,10 @@ class SipEngine(Protocol):
     def call(self, uri: str) -> int: ...
     def answer(self, call_id: int) -> None: ...
     def hangup(self, call_id: int) -> None: ...
+    def set_mute(self, call_id: int, muted: bool) -> None: ...
+    def set_hold(self, call_id: int, held: bool) -> None: ...
+    def send_dtmf(self, call_id: int, digits: str) -> None: ...
     def poll(self, timeout_s: float) -> list[SipEvent]: ...
     def versions(self) -> dict[str, str]: ...
+    def audio_devices(self) -> list[AudioDevice]: ...
     def shutdown(self, send: bool = True) -> None: ...

@@ -14,6 +14,11 @@ DEBS=(
   tshark                                    # tests prove what crosses the wire
   rsyslog rsyslog-gnutls                    # a real syslog receiver for the SIEM tests
   ca-certificates
+  xvfb xauth trayer                         # the tray app under a virtual display + tray host
+  libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3   # Qt's xcb platform
+  libxkbcommon0 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0
+  libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1
+  libxcb-xfixes0 libxcb-xkb1 fonts-dejavu-core
 )
 
 missing=()

@@ -8,8 +8,15 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PY" -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
 pipver=$("$tmp/venv/bin/pip" --version | cut -d' ' -f2)
+# What is pinned already stays at its version (a new dependency does not upgrade the rest);
+# `UPGRADE=1 make lock` re-resolves everything to the newest versions.
+constraints=()
+if [ -z "${UPGRADE:-}" ] && [ -f requirements/lock.txt ]; then
+  grep -o '^[A-Za-z0-9_.-]*==[^ ]*' requirements/lock.txt > "$tmp/pinned.txt"
+  constraints=(-c "$tmp/pinned.txt")
+fi
 "$tmp/venv/bin/pip" install -q --disable-pip-version-check --dry-run --ignore-installed \
-  --report "$tmp/report.json" -r requirements/direct.txt
+  --report "$tmp/report.json" -r requirements/direct.txt "${constraints[@]}"
 "$tmp/venv/bin/python" - "$tmp/report.json" "$pipver" > requirements/lock.txt <<'PYEOF'
 import json, sys
 report = json.load(open(sys.argv[1]))

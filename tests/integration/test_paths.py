@@ -225,7 +225,12 @@ def test_twenty_quick_flaps_during_a_call(netlab: Any, env: dict[str, str], tmp_
 
     registered = [t(line) for line in alice.lines if line["state"] == "registered"]
     for when in registered:
-        assert not any(down < when < up for down, up in windows), "registered while down"
+        assert not any(down < when < up for down, up in windows), (
+            "registered while down",
+            when,
+            windows,
+            [(l["state"], t(l)) for l in alice.lines],
+        )
     assert len([when for when in registered if when > last_up]) == 1
     after = [line["state"] for line in alice.lines if t(line) > last_up]
     assert after.count("connecting") <= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from agent.gate import Observations, SbcSeen
-from agent.sip import EngineSettings, SipEvent, TlsMaterial
+from agent.sip import AudioDevice, EngineSettings, SipEvent, TlsMaterial
 from tunnel.netwatch import NetEvents
 
 
@@ -54,11 +54,23 @@ class ScriptedEngine:
     def hangup(self, call_id: int) -> None:
         self.calls.append(("hangup", call_id))
 
+    def set_mute(self, call_id: int, muted: bool) -> None:
+        self.calls.append(("mute", (call_id, muted)))
+
+    def set_hold(self, call_id: int, held: bool) -> None:
+        self.calls.append(("hold", (call_id, held)))
+
+    def send_dtmf(self, call_id: int, digits: str) -> None:
+        self.calls.append(("dtmf", (call_id, digits)))
+
     def poll(self, timeout_s: float) -> list[SipEvent]:
         return self.batches.pop(0) if self.batches else []
 
     def versions(self) -> dict[str, str]:
         return {}
+
+    def audio_devices(self) -> list[AudioDevice]:
+        return []
 
     def shutdown(self, send: bool = True) -> None:
         self.calls.append(("shutdown", send))

@@ -65,6 +65,7 @@ IT_VALUES: dict[str, Any] = {
     "fraud.sequential_run": 3,
     "fraud.suspend_after_blocks": 2,
     "fraud.state_file": "/var/lib/guardphone/fraud.db",
+    "desktop.allow_quit": False,
     "siem": [
         {
             "name": "soc",
