@@ -229,7 +229,7 @@ def test_twenty_quick_flaps_during_a_call(netlab: Any, env: dict[str, str], tmp_
             "registered while down",
             when,
             windows,
-            [(l["state"], t(l)) for l in alice.lines],
+            [(line["state"], t(line)) for line in alice.lines],
         )
     assert len([when for when in registered if when > last_up]) == 1
     after = [line["state"] for line in alice.lines if t(line) > last_up]
