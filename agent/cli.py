@@ -7,7 +7,6 @@ With --json, stdout carries one JSON object per line and nothing else.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import logging
@@ -20,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from agent import config as config_mod
-from agent import credentials, keystore, managed, settings
+from agent import credentials, keystore
 from agent.certwatch import CertWatch
 from agent.cli_admin import (
     EXIT_OK,
@@ -32,15 +31,11 @@ from agent.cli_admin import (
 from agent.cli_records import (
     add_records_commands,
     open_forwarder,
-    open_fraud_guard,
     open_log,
-    siem_targets,
 )
-from agent.events import EventLog, event_for
 from agent.reasons import Refused
-from agent.reload import ConfigFollower
-from agent.service import Emit, Softphone
-from agent.siem import BackgroundForwarder
+from agent.service import Softphone
+from agent.session import Session
 
 
 def human(state: dict[str, Any]) -> str:
@@ -82,20 +77,11 @@ class _Stop(Exception):
     """SIGTERM or SIGINT: leave the loop and shut down cleanly."""
 
 
-def _emitter(
-    as_json: bool, log: EventLog | None, forwarder: BackgroundForwarder | None = None
-) -> Emit:
-    """Every state is committed to the event log first, then shown, then forwarded."""
-
-    def emit(state: dict[str, Any]) -> None:
-        line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), **state}
-        if log is not None:
-            line["seq"] = log.append(*event_for(line), time=line["time"]).seq
+def _shower(as_json: bool) -> Callable[[dict[str, Any]], None]:
+    def show(line: dict[str, Any]) -> None:
         print(json.dumps(line) if as_json else human(line), flush=True)
-        if forwarder is not None:
-            forwarder.poke()  # sent from its own thread: a slow SIEM never delays the agent
 
-    return emit
+    return show
 
 
 def _run(
@@ -104,45 +90,24 @@ def _run(
     wait_for_path: bool = False,
     emergency: bool = False,
 ) -> int:
-    from agent.phone import Pjsua2Engine  # pjsua2 loads only for commands that use it
-
-    source = managed.open_source()
-    effective = settings.load(args.config, source)
-    log = open_log(effective.config)  # before anything happens: every state is logged
-    forwarder = (
-        BackgroundForwarder(log.path, siem_targets(effective.config))
-        if effective.config.siem
-        else None
-    )
-    emit = _emitter(args.json, log, forwarder)
-    phone: Softphone | None = None
+    session = Session(args.config, _shower(args.json))
+    phone = session.phone
     try:
-        phone = Softphone(
-            effective.config,
-            keystore.OsKeychain(),
-            Pjsua2Engine(),
-            emit,
-            follower=ConfigFollower(args.config, source, effective),
-            fraud=open_fraud_guard(effective.config),
-        )
         phone.emergency_dial = emergency
         phone.start(wait_for_path=wait_for_path)
         return body(phone)
     except Refused as exc:
         if not exc.reported:
-            emit({"state": "refused", **exc.reason.as_dict()})
+            session.emit({"state": "refused", **exc.reason.as_dict()})
         return EXIT_REFUSED
     except keystore.KeychainError as exc:
-        emit({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})
+        session.emit({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})
         return EXIT_REFUSED
     except _Stop:
         return EXIT_OK
     finally:
-        if phone is not None:
-            phone.stop()
-        if forwarder is not None:
-            forwarder.stop()
-        log.close()
+        phone.stop()
+        session.close()
 
 
 def cmd_register(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,9 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
+        # The tray app appends from its worker thread too; the lock keeps one writer.
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk
         self._db.executescript(_SCHEMA)
@@ -160,6 +163,10 @@ class EventLog:
             raise ValueError(f"unknown severity {severity!r}")
         fields_json = json.dumps(scrub(fields), sort_keys=True, separators=(",", ":"), default=str)
         time = time or dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        with self._lock:
+            return self._append(type_, severity, fields_json, time)
+
+    def _append(self, type_: str, severity: str, fields_json: str, time: str) -> Event:
         self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain has no forks
         try:
             last = self._tip()
@@ -259,6 +266,7 @@ class EventLog:
         min_severity: str | None = None,
         text: str | None = None,
         limit: int = 1000,
+        newest_first: bool = False,
     ) -> Iterator[Event]:
         where: list[str] = []
         args: list[Any] = []
@@ -281,7 +289,7 @@ class EventLog:
         sql = "SELECT seq, time, type, severity, fields, prev_hash, hash FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq LIMIT ?"
+        sql += " ORDER BY seq DESC LIMIT ?" if newest_first else " ORDER BY seq LIMIT ?"
         args.append(limit)
         for row in self._db.execute(sql, args):
             yield Event(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6])

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,21 @@ def is_phone_number(target: str) -> bool:
         and not text.startswith(("sip:", "sips:"))
         and all(c.isdigit() or c in "+ -()./" for c in text)
     )
+
+
+def dialed_number(target: str) -> str | None:
+    """The phone number a dial reaches, if it reaches one: the dial string itself, or the user
+    part of a sip:, sips: or tel: URI that is a number (sip:+1900...@x;user=phone is a premium
+    call as much as +1900... is). None for a colleague's address (sip:bob@company)."""
+    text = target.strip()
+    if is_phone_number(text):
+        return text
+    scheme, colon, rest = text.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips", "tel"):
+        return None
+    user = rest.split("@", 1)[0].split(";", 1)[0].split("?", 1)[0]
+    user = urllib.parse.unquote(user)
+    return user if is_phone_number(user) and any(c.isdigit() for c in user) else None
 
 
 def policy_from(config: Any) -> Policy:

@@ -299,9 +299,10 @@ class Pjsua2Engine:
         return pjfacts.audio_devices(self._ep.audDevManager())
 
     def versions(self) -> dict[str, str]:
-        ver = self._ep.libVersion() if self._ep is not None else None
+        ver = self._ep.libVersion().full if self._ep is not None else None
         return {
-            "pjsip": ver.full if ver is not None else "unknown",
+            # Before start, the wheel's version names the pjsip it bundles (2.15.1.post1).
+            "pjsip": ver or str(getattr(self._pj, "__version__", "unknown")).split(".post")[0],
             "pjsip_openssl": "OpenSSL 1.0.2k (bundled with pjsua2-python; TLS 1.2 ceiling)",
         }
 

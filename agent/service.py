@@ -17,7 +17,7 @@ from agent import enroll, keystore, material
 from agent.calls import CallBook, CallRecord
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
-from agent.fraud import FraudGuard, Number, is_phone_number, judge_dial
+from agent.fraud import FraudGuard, Number, dialed_number, judge_dial
 from agent.gate import Observations, Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
@@ -314,7 +314,8 @@ class Softphone:
             raise Refused(self._verdict.reasons[0])
         if not self._registration.registered:
             raise Refused(Reason("not_registered", "Not registered: calls are paused."))
-        number = self._judge_dial(target) if is_phone_number(target) else None
+        dialed = dialed_number(target)  # a number, typed or inside a URI, meets the guard
+        number = self._judge_dial(dialed) if dialed is not None else None
         uri = number[0] if number else target
         self._emit({"state": "calling", "uri": uri})
         record = self._calls.placed(self._engine.call(uri), uri)
@@ -376,6 +377,10 @@ class Softphone:
             suspended=self.suspended,
             support_reference=self.config.account_id,
         )
+
+    def network_fd(self) -> int | None:
+        """Readable when an interface, address or route changes (None: no such descriptor)."""
+        return self._netwatch.fileno() if self._netwatch is not None else None
 
     def audio_devices(self) -> list[AudioDevice]:
         return self._engine.audio_devices()

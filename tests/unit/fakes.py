@@ -111,3 +111,6 @@ class QuietNetWatch:
 
     def close(self) -> None:
         pass
+
+    def fileno(self) -> int | None:
+        return None

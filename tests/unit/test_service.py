@@ -231,3 +231,29 @@ def test_dialled_numbers_pass_the_fraud_guard_and_count_their_minutes(
     with pytest.raises(Refused):
         phone.call("+1 900 555 0199")  # premium rate
     assert states[-1]["rule"] == "type:premium_rate"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sip:+19005550199@example.com;user=phone",
+        "sips:+1-900-555-0199@elsewhere.example",
+        "tel:+19005550199",
+        "sip:%2B19005550199@example.com",
+    ],
+)
+def test_a_number_inside_a_sip_uri_meets_the_fraud_guard_too(
+    ca_file: Path, tmp_path: Path, uri: str
+) -> None:
+    from agent.fraud import FraudGuard, Policy
+
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    phone._fraud = FraudGuard(Policy(region="US"), tmp_path / "f.db")
+    phone.start()
+    with pytest.raises(Refused) as err:
+        phone.call(uri)
+    assert err.value.reason.code == "call_blocked"
+    assert "call" not in engine.names()  # no INVITE for a premium number, however written
+    phone.call("sip:bob@example.com")  # a colleague's address is not a number
+    assert ("call", "sip:bob@example.com") in engine.calls

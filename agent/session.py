@@ -1,0 +1,69 @@
+"""One agent session, assembled the same way for the CLI and the tray app: the settings in
+force, the event log (every state is committed to it before it is shown), SIEM forwarding on
+its own thread, the fraud guard, and the supervisor on the real SIP engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import keystore, managed, settings
+from agent.cli_records import open_fraud_guard, open_log, siem_targets
+from agent.events import EventLog, event_for
+from agent.reload import ConfigFollower
+from agent.service import Emit, Softphone
+from agent.siem import BackgroundForwarder
+from agent.sip import SipEngine
+
+Show = Callable[[dict[str, Any]], None]
+
+
+def logged(show: Show, log: EventLog | None, forwarder: BackgroundForwarder | None) -> Emit:
+    """Every state is committed to the event log first, then shown, then forwarded.
+    Safe to call from a worker thread: states are shown in the order they were logged."""
+    lock = threading.Lock()
+
+    def emit(state: dict[str, Any]) -> None:
+        with lock:
+            line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), **state}
+            if log is not None:
+                line["seq"] = log.append(*event_for(line), time=line["time"]).seq
+            show(line)
+        if forwarder is not None:
+            forwarder.poke()  # sent from its own thread: a slow SIEM never delays the agent
+
+    return emit
+
+
+class Session:
+    """Owns what a running agent opened; `close` releases it (after the phone stopped)."""
+
+    def __init__(self, config_path: Path, show: Show, engine: SipEngine | None = None) -> None:
+        source = managed.open_source()
+        self.effective = settings.load(config_path, source)
+        config = self.effective.config
+        self.log = open_log(config)  # before anything happens: every state is logged
+        self.forwarder = (
+            BackgroundForwarder(self.log.path, siem_targets(config)) if config.siem else None
+        )
+        self.emit = logged(show, self.log, self.forwarder)
+        if engine is None:
+            from agent.phone import Pjsua2Engine  # pjsua2 loads only where it is used
+
+            engine = Pjsua2Engine()
+        self.phone = Softphone(
+            config,
+            keystore.OsKeychain(),
+            engine,
+            self.emit,
+            follower=ConfigFollower(config_path, source, self.effective),
+            fraud=open_fraud_guard(config),
+        )
+
+    def close(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
+        self.log.close()
