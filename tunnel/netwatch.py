@@ -50,6 +50,10 @@ class NetWatch(Protocol):
 
     def close(self) -> None: ...
 
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable on a change (for an event loop), if any."""
+        ...
+
 
 def parse(buf: bytes) -> NetEvents:
     """Read the rtnetlink messages in one datagram."""
@@ -97,6 +101,9 @@ class NetlinkWatch:
     def close(self) -> None:
         self._sock.close()
 
+    def fileno(self) -> int | None:
+        return self._sock.fileno()
+
 
 class PollingWatch:
     """Fallback: every tick counts as a change."""
@@ -113,6 +120,9 @@ class PollingWatch:
 
     def close(self) -> None:
         pass
+
+    def fileno(self) -> int | None:
+        return None
 
 
 def open_watch() -> NetWatch:
