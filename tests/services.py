@@ -158,14 +158,12 @@ def run_agent(
     return done.returncode, lines, done.stderr
 
 
-class AgentProcess:
-    """A long-running guardphone command whose JSON lines are read as they come."""
+class JsonLinesProcess:
+    """A long-running command that prints one JSON object per line, read as they come."""
 
-    def __init__(
-        self, config: Path | str, *args: str, env: dict[str, str], prefix: list[str] | None = None
-    ) -> None:
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [*(prefix or []), GUARDPHONE, "--config", str(config), *args, "--json"],
+            command,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -226,6 +224,60 @@ class AgentProcess:
                 self._queue.put(None)  # keep "ended" visible to later calls
                 return
             self.lines.append(item)
+
+
+class AgentProcess(JsonLinesProcess):
+    """A long-running guardphone command."""
+
+    def __init__(
+        self, config: Path | str, *args: str, env: dict[str, str], prefix: list[str] | None = None
+    ) -> None:
+        command = [*(prefix or []), GUARDPHONE, "--config", str(config), *args, "--json"]
+        super().__init__(command, env)
+
+
+class Desktop:
+    """A virtual X display (Xvfb) with a system tray host (trayer), started and stopped by
+    PID: what the tray app needs on a machine without a desktop."""
+
+    def __init__(self) -> None:
+        missing = [t for t in ("Xvfb", "trayer") if not shutil.which(t)]
+        if missing:
+            raise RuntimeError(f"not installed: {', '.join(missing)} (run `make deps`)")
+        number = next(
+            n
+            for n in range(90, 200)
+            if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists()
+        )
+        self.display = f":{number}"
+        self._x = subprocess.Popen(
+            ["Xvfb", self.display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{number}").exists():
+            if self._x.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Xvfb did not start on {self.display}")
+            time.sleep(0.05)
+        tray = "--edge top --align right --widthtype request --height 32 --expand true"
+        self._tray = subprocess.Popen(
+            ["trayer", *tray.split()],
+            env={**os.environ, "DISPLAY": self.display},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        for proc in (self._tray, self._x):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 @contextmanager

@@ -45,7 +45,7 @@ class Tray(QObject):
 
     def _add(self, text: str, signal: Any) -> QAction:
         action = self.menu.addAction(text)
-        action.triggered.connect(signal.emit)
+        action.triggered.connect(signal)
         return action
 
     def on_state(self, line: dict[str, Any]) -> None:
