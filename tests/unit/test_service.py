@@ -248,7 +248,7 @@ def test_a_number_inside_a_sip_uri_meets_the_fraud_guard_too(
     from agent.fraud import FraudGuard, Policy
 
     engine = ScriptedEngine(REGISTERED)
-    phone, states = make(ca_file, engine)
+    phone, _ = make(ca_file, engine)
     phone._fraud = FraudGuard(Policy(region="US"), tmp_path / "f.db")
     phone.start()
     with pytest.raises(Refused) as err:
