@@ -24,7 +24,7 @@ def who(line: dict[str, Any]) -> tuple[str, str]:
     """(name to show, address) for a call state."""
     address = str(line.get("caller") or line.get("uri") or line.get("from") or "")
     address = address.removeprefix("sip:").split(";", 1)[0]
-    return str(line.get("display_name") or address), address
+    return str(line.get("display_name") or address.split("@", 1)[0]), address
 
 
 class IncomingCall(QWidget):
@@ -87,7 +87,7 @@ class CallWindow(QWidget):
         self.address.setObjectName("subtle")
         self.state = QLabel("Calling…")
         self.clock = QLabel("")
-        self.security = QLabel("Security: waiting for the call to connect…")
+        self.security = QLabel("Waiting for the call to connect…")
         self.security.setObjectName("security")
         self.security.setWordWrap(True)
         self.security.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -154,7 +154,9 @@ class CallWindow(QWidget):
             self._tick.start()
             self._update_clock()
             if security_text:
-                self.security.setText(security_text)
+                # One fact per line: signaling, media, path.
+                self.security.setText(security_text.replace(" · ", "\n"))
+                self.adjustSize()
         elif name in ("call_ended", "call_failed"):
             self._tick.stop()
             self.state.setText("Call ended" if name == "call_ended" else "Call failed")

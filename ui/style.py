@@ -13,7 +13,8 @@ QWidget {{ font-size: 10pt; }}
 QLabel#title {{ font-size: 15pt; font-weight: 600; }}
 QLabel#subtle {{ color: {GREY}; }}
 QLabel#reason {{ color: {RED}; }}
-QLabel#security {{ color: {GREY}; font-size: 9pt; }}
+QLabel#security {{ color: #0d652d; background: #e6f4ea; border-radius: 4px; padding: 6px;
+                  font-size: 9pt; }}
 QLabel#badge_internal {{ color: white; background: {GREEN}; border-radius: 4px;
                          padding: 3px 8px; }}
 QLabel#badge_external {{ color: white; background: {AMBER}; border-radius: 4px;

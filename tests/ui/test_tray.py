@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QPoint, QRect
 from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import QSystemTrayIcon
 
@@ -112,12 +113,14 @@ def test_screenshot_of_the_tray_and_its_menu(qtbot: Any, make_tray: Any, screens
     tray.on_state({"state": "registered", "path": "wireguard"})
     qtbot.waitUntil(lambda: tray.icon.geometry().width() > 0, timeout=5000)
     tray.set_recent([("\N{RIGHTWARDS ARROW} bob@lab.guardphone.test   26 Nov 16:40", "sip:bob@x")])
-    tray.menu.popup(tray.icon.geometry().bottomLeft())
+    # The menu as it opens under the tray (top right, where trayer sits).
+    screen = QGuiApplication.primaryScreen()
+    width = screen.geometry().width()
+    tray.menu.popup(QPoint(width - tray.menu.sizeHint().width() - 4, 36))
     qtbot.waitUntil(tray.menu.isVisible, timeout=5000)
     qtbot.wait(200)  # the menu finished painting
-    screen = QGuiApplication.primaryScreen().grabWindow(0)
     path = screenshots / "tray.png"
-    area = tray.icon.geometry().united(tray.menu.geometry()).adjusted(-300, -4, 8, 8)
-    assert screen.copy(area).save(str(path))
+    area = QRect(width - 420, 0, 420, 36 + tray.menu.sizeHint().height() + 8)
+    assert screen.grabWindow(0).copy(area).save(str(path))
     save(tray.menu, "tray-menu", screenshots)
     tray.menu.hide()

@@ -1,0 +1,118 @@
+"""The tray app on the real lab: dialling from the dial pad, answering from the incoming-call
+window, and what the in-call window says about the live call's protection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import agent
+from tests.ui.conftest import save
+from ui.app import GuardphoneApp
+
+pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
+
+
+def config_of(lab: Any, name: str) -> Path:
+    return Path(next(u.config for u in lab.users if u.name == name))
+
+
+@pytest.fixture
+def open_app(qtbot: Any) -> Iterator[Callable[[Path], GuardphoneApp]]:
+    """The tray app for a lab user, registered; shut down (unregistered) afterwards."""
+    made: list[GuardphoneApp] = []
+
+    def open_(config: Path) -> GuardphoneApp:
+        app = GuardphoneApp(config)
+        made.append(app)
+        app.start()
+        qtbot.waitUntil(lambda: app.tray.status.can_call, timeout=15000)
+        return app
+
+    yield open_
+    for app in made:
+        with qtbot.waitSignal(app.bridge.stopped, timeout=5000):
+            app.quit()
+        assert not app.bridge.phone.registered
+        for window in (app.dialpad, app.why, *app.calls.values()):
+            window.close()
+        app.tray.icon.hide()
+
+
+def test_dial_pad_places_a_real_call_and_the_call_window_shows_its_protection(
+    lab: Any, env: dict[str, str], open_app: Any, qtbot: Any, screenshots: Path
+) -> None:
+    with agent(config_of(lab, "bob"), "answer", "--count", "1", env=env) as bob:
+        bob.wait_for("registered")
+        app = open_app(config_of(lab, "alice"))
+        assert app.tray.status.kind == "registered_sbc"
+        pad = app.dialpad
+        pad.open()
+        qtbot.keyClicks(pad.number, "bob")
+        assert pad.preview.text() == "Calls bob@lab.guardphone.test"
+        assert pad.call_button.isEnabled()
+        save(pad, "dial-pad", screenshots)
+        qtbot.keyClick(pad.number, "\r")  # Enter calls: no mouse needed
+        qtbot.waitUntil(lambda: len(app.calls) == 1, timeout=10000)
+        window = next(iter(app.calls.values()))
+        qtbot.waitUntil(lambda: window.state.text() == "Connected", timeout=10000)
+        established = bob.wait_for("call_established")
+        line = window.security.text().replace("\n", " · ")
+        # What the window says is what the live call reports (bob's side agrees on SRTP).
+        media = established["security"]["media"]
+        assert f"Media: SRTP {media['crypto_suite']}" in line
+        assert "encrypted hop by hop to the company SBC" in line
+        assert line.startswith("Signaling: TLSv1.2 (ECDHE-")
+        assert "Path: mutual TLS to the company SBC 127.0.0.1:" in line
+        qtbot.waitUntil(lambda: window.clock.text() not in ("", "00:00"), timeout=3000)
+        window.mute_button.click()
+        assert window.mute_button.text() == "Unmute"
+        save(window, "in-call", screenshots)
+        window.hangup_button.click()
+        qtbot.waitUntil(lambda: window.state.text().startswith("Call ended"), timeout=5000)
+        assert bob.wait(10) == 0
+    assert any(line["state"] == "call_ended" for line in bob.lines)
+    assert not window.hangup_button.isEnabled()
+    # The call is in the recent list, to call again from the dial pad.
+    assert "bob@lab.guardphone.test" in pad.recent.item(0).text()
+
+
+def test_incoming_call_from_a_colleague_is_answered_and_hung_up_from_the_ui(
+    lab: Any, env: dict[str, str], open_app: Any, qtbot: Any, screenshots: Path
+) -> None:
+    app = open_app(config_of(lab, "alice"))
+    target = "sip:alice@lab.guardphone.test"
+    with agent(config_of(lab, "bob"), "call", target, env=env) as bob:
+        qtbot.waitUntil(lambda: len(app.incoming) == 1, timeout=10000)
+        ring = next(iter(app.incoming.values()))
+        assert ring.internal, "the SBC asserted bob's identity: an internal caller"
+        assert "confirmed by the company SBC" in ring.badge.text()
+        save(ring, "incoming-call", screenshots)
+        ring.answer_button.click()
+        qtbot.waitUntil(lambda: len(app.calls) == 1, timeout=10000)
+        window = next(iter(app.calls.values()))
+        qtbot.waitUntil(lambda: window.state.text() == "Connected", timeout=10000)
+        assert "Media: SRTP" in window.security.text()
+        bob.wait_for("call_established")
+        window.hangup_button.click()
+        ended = bob.wait_for("call_ended")
+        assert ended["duration_s"] > 0
+    assert not app.incoming
+
+
+def test_a_blocked_number_shows_the_rule_and_never_rings(
+    lab: Any, open_app: Any, qtbot: Any
+) -> None:
+    app = open_app(config_of(lab, "carol"))
+    pad = app.dialpad
+    pad.open()
+    qtbot.keyClicks(pad.number, "+1 900 555 0199")
+    assert pad.preview.text() == "Calls +19005550199 (US, premium rate)"
+    with qtbot.waitSignal(app.bridge.dial_refused, timeout=5000) as blocked:
+        pad.call_button.click()
+    assert blocked.args[0]["code"] == "call_blocked"
+    assert "premium rate number, which your organisation blocks" in pad.reason.text()
+    assert not app.calls
