@@ -77,3 +77,22 @@ def mark(result: str, size: int = 18) -> QIcon:
     """Pass / fail / unknown marks for the "why" view."""
     kind = {"pass": "registered_wireguard", "fail": "refused"}.get(result, "checking")
     return QIcon(pixmap(kind, size * 2))
+
+
+def padlock(size: int = 16) -> QIcon:
+    """Marks what the organisation set and locked (drawn: fonts often lack the glyph)."""
+    image = QPixmap(size * 2, size * 2)
+    image.fill(Qt.GlobalColor.transparent)
+    s = float(size * 2)
+    p = QPainter(image)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(QColor("#5f6368"), s * 0.1))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.drawArc(QRectF(s * 0.3, s * 0.12, s * 0.4, s * 0.5), 0, 180 * 16)
+    p.drawLine(QPointF(s * 0.3, s * 0.37), QPointF(s * 0.3, s * 0.45))
+    p.drawLine(QPointF(s * 0.7, s * 0.37), QPointF(s * 0.7, s * 0.45))
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(QColor("#5f6368"))
+    p.drawRoundedRect(QRectF(s * 0.2, s * 0.45, s * 0.6, s * 0.45), s * 0.06, s * 0.06)
+    p.end()
+    return QIcon(image)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from agent import managed, settings
 from agent.config import ConfigError
 from agent.sip import AudioDevice
+from ui import icons
 
 DEFAULT_DEVICE = "(system default)"
 LOCKED_NOTE = "Set by your organisation"
@@ -59,6 +60,7 @@ class SettingsDialog(QDialog):
             self._fill(row, setting)
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(1, 300)
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.error = QLabel("")
         self.error.setObjectName("reason")
         self.error.setWordWrap(True)
@@ -70,7 +72,7 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         if self.effective.managed_by:
             managed_note = QLabel(
-                f"Settings marked \N{LOCK} are set by your organisation "
+                "Settings with a padlock are set by your organisation "
                 f"({self.effective.managed_by}) and cannot be changed here."
             )
             managed_note.setWordWrap(True)
@@ -99,7 +101,9 @@ class SettingsDialog(QDialog):
         locked = self.effective.is_locked(key) or (
             self.effective.locked and key in self.effective.overruled
         )
-        name = QTableWidgetItem(("\N{LOCK} " if locked else "") + key)
+        name = QTableWidgetItem(key)
+        if locked:
+            name.setIcon(icons.padlock())
         name.setToolTip(setting.help)
         name.setFlags(Qt.ItemFlag.ItemIsEnabled)
         value = QTableWidgetItem(shown)
