@@ -19,6 +19,9 @@ QLabel#badge_internal {{ color: white; background: {GREEN}; border-radius: 4px;
                          padding: 3px 8px; }}
 QLabel#badge_external {{ color: white; background: {AMBER}; border-radius: 4px;
                          padding: 3px 8px; }}
+QLabel#check {{ font-weight: 600; }}
+QLabel#check_failed {{ font-weight: 700; color: {RED}; }}
+QLabel#fix {{ color: {BLUE}; }}
 QLineEdit#number {{ font-size: 18pt; padding: 6px; }}
 QPushButton {{ padding: 6px 12px; }}
 QPushButton#key {{ font-size: 14pt; min-width: 64px; min-height: 44px; }}

@@ -8,8 +8,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QTreeWidget,
-    QTreeWidgetItem,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -19,6 +18,37 @@ from ui import icons
 from ui.status import Status
 
 RESULT_WORDS = {PASS: "OK", FAIL: "Failed"}
+
+
+class CheckRow(QWidget):
+    """One check: its mark, its name, what was seen and, when it failed, what to do."""
+
+    def __init__(self, check: Check) -> None:
+        super().__init__()
+        mark = QLabel()
+        mark.setPixmap(icons.mark(check.result).pixmap(QSize(20, 20)))
+        mark.setToolTip(RESULT_WORDS.get(check.result, "Not checked"))
+        mark.setAlignment(Qt.AlignmentFlag.AlignTop)
+        name = QLabel(check.name)
+        name.setObjectName("check_failed" if check.failed else "check")
+        observed = QLabel(check.observed)
+        observed.setWordWrap(True)
+        observed.setObjectName("subtle")
+        observed.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addWidget(name)
+        text.addWidget(observed)
+        if check.failed and check.fix:
+            fix = QLabel(f"What to do: {check.fix}")
+            fix.setWordWrap(True)
+            fix.setObjectName("fix")
+            fix.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            text.addWidget(fix)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(4, 6, 4, 6)
+        row.addWidget(mark)
+        row.addLayout(text, 1)
 
 
 class WhyView(QWidget):
@@ -33,15 +63,8 @@ class WhyView(QWidget):
         self.headline.setObjectName("title")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
-        self.tree = QTreeWidget()
-        self.tree.setColumnCount(2)
-        self.tree.setHeaderLabels(["Check", "What was seen, and what to do"])
-        self.tree.setRootIsDecorated(False)
-        self.tree.setWordWrap(True)
-        self.tree.setUniformRowHeights(False)
-        self.tree.setIconSize(QSize(18, 18))
-        self.tree.setColumnWidth(0, 260)
-        self.tree.setAlternatingRowColors(True)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
         self.connect_button = QPushButton("Connect")
         self.connect_button.setToolTip("Bring the office tunnel up")
         self.again_button = QPushButton("Check again")
@@ -52,12 +75,12 @@ class WhyView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.headline)
         layout.addWidget(self.summary)
-        layout.addWidget(self.tree)
+        layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
         self.again_button.clicked.connect(self.check_again.emit)
         self.connect_button.clicked.connect(self.connect_tunnel.emit)
         self.connect_button.hide()
-        self.resize(760, 420)
+        self.resize(640, 520)
         self.checks: list[Check] = []
 
     def set_status(self, status: Status) -> None:
@@ -66,20 +89,13 @@ class WhyView(QWidget):
 
     def set_checks(self, checks: list[Check]) -> None:
         self.checks = list(checks)
-        self.tree.clear()
+        body = QWidget()  # a fresh list each time; the scroll area deletes the old one
+        rows = QVBoxLayout(body)
+        rows.setSpacing(0)
         for check in checks:
-            text = check.observed
-            if check.failed and check.fix:
-                text += f"\nWhat to do: {check.fix}"
-            item = QTreeWidgetItem([check.name, text])
-            item.setIcon(0, icons.mark(check.result))
-            item.setToolTip(0, RESULT_WORDS.get(check.result, "Not checked"))
-            item.setToolTip(1, text)
-            if check.failed:
-                font = item.font(0)
-                font.setBold(True)
-                item.setFont(0, font)
-            self.tree.addTopLevelItem(item)
+            rows.addWidget(CheckRow(check))
+        rows.addStretch()
+        self.scroll.setWidget(body)
         tunnel_down = any(c.failed and c.name == "Office tunnel connected" for c in checks)
         self.connect_button.setVisible(self._may_connect and tunnel_down)
 

@@ -16,7 +16,7 @@ def test_core_imports_without_qt_lab_or_pjsua2() -> None:
 import importlib, pkgutil, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('PySide6', 'lab', 'portal', 'ui'):
+        if name.split('.')[0] in ('PySide6', 'shiboken6', 'lab', 'portal', 'ui'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
 import agent, tunnel
