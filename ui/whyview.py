@@ -63,8 +63,8 @@ class WhyView(QWidget):
         self.headline.setObjectName("title")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
+        self.check_list = QScrollArea()
+        self.check_list.setWidgetResizable(True)
         self.connect_button = QPushButton("Connect")
         self.connect_button.setToolTip("Bring the office tunnel up")
         self.again_button = QPushButton("Check again")
@@ -75,7 +75,7 @@ class WhyView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.headline)
         layout.addWidget(self.summary)
-        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.check_list, 1)
         layout.addLayout(buttons)
         self.again_button.clicked.connect(self.check_again.emit)
         self.connect_button.clicked.connect(self.connect_tunnel.emit)
@@ -95,7 +95,7 @@ class WhyView(QWidget):
         for check in checks:
             rows.addWidget(CheckRow(check))
         rows.addStretch()
-        self.scroll.setWidget(body)
+        self.check_list.setWidget(body)
         tunnel_down = any(c.failed and c.name == "Office tunnel connected" for c in checks)
         self.connect_button.setVisible(self._may_connect and tunnel_down)
 
