@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,9 @@ bench-register: deps ## figures: start -> registered, call setup, RSS vs bare pj
 
 bench-fraud-events: deps ## figures: fraud decision, event appends, query over 1M events
 	@$(VENV)/python -m bench.fraud_events
+
+bench-tray: deps ## figures: the registered tray app's idle RSS, CPU and wake-ups
+	@scripts/keychain-session.sh scripts/desktop-session.sh $(VENV)/python -m bench.tray_idle
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh

@@ -78,6 +78,8 @@ class Pjsua2Engine:
         self._events: list[SipEvent] = []
         self._calls: dict[int, Any] = {}
         self._quality: dict[int, CallQuality] = {}
+        self._null_audio = False
+        self._clock_running = False  # the null sound device (a 20 ms clock thread) is open
         self._stats_at: dict[int, float] = {}
         self._last_tls: TlsFacts | None = None
         self._unsolicited: set[int] = set()
@@ -137,8 +139,12 @@ class Pjsua2Engine:
         ep.libStart()
 
         adm = ep.audDevManager()
-        if settings.null_audio or not pjfacts.has_sound_device(adm):
-            adm.setNullDev()
+        # Without a sound device, the conference bridge needs a clock only while a call has
+        # media: the null device's clock thread wakes the CPU 50 times a second, so it runs
+        # only then (see _clock_for_calls); a real device closes itself when idle.
+        self._null_audio = settings.null_audio or not pjfacts.has_sound_device(adm)
+        if self._null_audio:
+            adm.setNoDev()
         else:
             pjfacts.choose_devices(adm, settings.input_device, settings.output_device)
         self._material = material
@@ -209,6 +215,7 @@ class Pjsua2Engine:
             with contextlib.suppress(Exception):
                 ep.hangupAllCalls()
         self._calls.clear()
+        self._clock_running = False
         self._quality.clear()
         self._stats_at.clear()
         self._foreign.clear()
@@ -430,6 +437,7 @@ class Pjsua2Engine:
             self._stats_at.pop(cid, None)
             # Dropping the last reference inside the callback is safe: pjsua2 is done with it.
             self._calls.pop(cid, None)
+            self._clock_for_calls()
 
     def _on_call_media(self, c: Any) -> None:
         pj = self._pj
@@ -437,11 +445,25 @@ class Pjsua2Engine:
         for i, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
+            self._clock_for_calls(active=True)
             aud = c.getAudioMedia(i)
             adm = self._ep.audDevManager()
             aud.startTransmit(adm.getPlaybackDevMedia())
             adm.getCaptureDevMedia().startTransmit(aud)
             self._events.append(CallMediaActive(int(info.id), pjfacts.media_facts(pj, c, i)))
+
+    def _clock_for_calls(self, active: bool = False) -> None:
+        """Null audio: the bridge's clock (the null device) runs only while calls exist."""
+        if not self._null_audio or self._ep is None:
+            return
+        adm = self._ep.audDevManager()
+        wanted = active or bool(self._calls)
+        if wanted != self._clock_running:
+            if wanted:
+                adm.setNullDev()
+            else:
+                adm.setNoDev()
+            self._clock_running = wanted
 
     def _sample_quality(self, cid: int, c: Any, force: bool = False) -> None:
         self._stats_at[cid] = time.monotonic()

@@ -378,6 +378,11 @@ class Softphone:
             support_reference=self.config.account_id,
         )
 
+    @property
+    def recheck_s(self) -> float:
+        """How often the path must be looked at even when nothing happens."""
+        return self._recheck_s
+
     def network_fd(self) -> int | None:
         """Readable when an interface, address or route changes (None: no such descriptor)."""
         return self._netwatch.fileno() if self._netwatch is not None else None

@@ -68,5 +68,15 @@ echo
 echo "== alice's security event log: every step above, hash-chained"
 "$gp" --config "$alice" events --type gate.refused --type gate.allowed --type call.established
 "$gp" --config "$alice" events verify
+
+echo
+echo "== The tray app: alice on her laptop, registered and ready to call bob"
+if ((${#net[@]})); then  # put the lab back: tunnel up, SBC reachable
+  ip -n gp-laptop link set gp-wg-laptop up
+  ip -n gp-office addr add 192.0.2.1/24 dev gp-office-e
+fi
+"${office[@]}" "$gp" --config "$bob" answer > "$out/bob.log" 2>&1 &
+bob_pid=$!
+scripts/desktop-session.sh scripts/demo-tray.sh "$alice" "$out" "${laptop[@]}"
 echo
 echo "Demo done: registration only over a protected path; TLS 1.2, verified SBC, SRTP mandatory."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import platform
 import signal
@@ -54,7 +55,6 @@ class GuardphoneApp(QObject):
         b.state.connect(self.on_state)
         b.checks_changed.connect(self.why.set_checks)
         b.dial_refused.connect(self._dial_refused)
-        b.stopped.connect(QApplication.quit)
         t.call_requested.connect(self.dialpad.open)
         t.why_requested.connect(self.show_why)
         t.settings_requested.connect(self.show_settings)
@@ -221,6 +221,9 @@ def about_text(versions: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="guardphone-tray", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="the agent configuration")
+    parser.add_argument(
+        "--json", action="store_true", help="also print every state as a JSON line (as the CLI)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     app = QApplication(sys.argv[:1])
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"guardphone-tray: {exc}", file=sys.stderr)
         return 2
+    gp.bridge.stopped.connect(app.quit)
+    if args.json:
+        gp.bridge.state.connect(lambda line: print(json.dumps(line), flush=True))
     # SIGTERM / Ctrl-C: the same clean exit as Quit (unregister, then leave).
     signal.signal(signal.SIGTERM, lambda *_: gp.quit())
     signal.signal(signal.SIGINT, lambda *_: gp.quit())

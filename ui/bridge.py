@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
 from agent import keystore
@@ -31,7 +32,10 @@ from agent.why import Check, explain
 log = logging.getLogger(__name__)
 
 FAST_MS = 20  # while media flows through our ioqueue, and around any change
-IDLE_MS = 500  # registered and quiet: pjsip's own timers are coarse (keep-alives, refresh)
+# Registered and quiet: anything arriving from the SBC wakes us through its socket, so the
+# timer only serves pjsip's own coarse timers (keep-alives, re-REGISTER) and the path
+# re-check (every second on a WireGuard path: handshake age and peer silence).
+IDLE_MS = 5000
 BUSY_S = 3.0  # how long after an event the pump stays fast
 LEAVE_S = 1.0  # how long quitting waits for the SBC to confirm the un-REGISTER
 RETRY_START_S = 30.0  # a failed start (keychain locked, no credentials yet) is tried again
@@ -66,6 +70,7 @@ class AgentBridge(QObject):
         self._stopping = False
         self._leave_deadline = 0.0
         self._net: QSocketNotifier | None = None
+        self._sip: list[QSocketNotifier] = []  # the TLS connection(s) to the SBC
         self.checks: list[Check] = []
         self.wakeups = 0  # timer ticks, for the idle figures
 
@@ -123,6 +128,11 @@ class AgentBridge(QObject):
         self.phone.leave()
         self._leave_deadline = time.monotonic() + LEAVE_S
         self._schedule(0)
+
+    @property
+    def idle(self) -> bool:
+        """Pumping slowly: nothing is happening (what the idle figures measure)."""
+        return self._timer.interval() > FAST_MS and not self._busy()
 
     @property
     def active_calls(self) -> list[CallRecord]:
@@ -184,6 +194,9 @@ class AgentBridge(QObject):
         self._posted.emit(lambda: self._concluded(seen, None))
 
     def _concluded(self, seen: Any, error: Reason | None) -> None:
+        """The check's result, back on the Qt thread. Only a change (a state emitted) or a
+        waiting dial makes the pump run fast: a routine re-check that changed nothing must
+        not cost three seconds of 20 ms ticks."""
         self._checking = False
         if self._stopping:
             return
@@ -198,7 +211,7 @@ class AgentBridge(QObject):
         elif self._pending_dial is not None:
             target, self._pending_dial = self._pending_dial, None
             self.dial(target)
-        self._hurry()
+        self._schedule()
 
     def _publish_checks(self) -> None:
         self.checks = explain(self.phone.config, self.phone.situation())
@@ -223,24 +236,47 @@ class AgentBridge(QObject):
         if self.phone.registered and time.monotonic() < self._leave_deadline:
             self._schedule(FAST_MS)
             return
-        if self._net is not None:
-            self._net.setEnabled(False)
+        for notifier in [*self._sip, *([self._net] if self._net else [])]:
+            notifier.setEnabled(False)
         self.phone.stop(wait_s=0)
         self.session.close()
         self.stopped.emit()
+
+    def _watch_sip(self) -> None:
+        """Wake on anything the SBC sends: a notifier on our TLS connection to it (found by
+        its local address and the SBC's port), so an incoming call rings at once."""
+        for notifier in self._sip:
+            notifier.setEnabled(False)
+            notifier.deleteLater()
+        self._sip = []
+        verdict = self.phone.verdict
+        if not self.phone.registered or verdict.server is None:
+            return
+        port, local = verdict.server[1], verdict.local_address
+        for conn in psutil.Process().net_connections(kind="tcp"):
+            if conn.fd >= 0 and conn.raddr and conn.raddr.port == port and conn.laddr.ip == local:
+                notifier = QSocketNotifier(conn.fd, QSocketNotifier.Type.Read, self)
+                notifier.activated.connect(self._sip_readable)
+                self._sip.append(notifier)
+
+    def _sip_readable(self) -> None:
+        self._busy_until = time.monotonic() + BUSY_S  # a transaction may be starting
+        self._tick()
 
     def _hurry(self) -> None:
         self._busy_until = time.monotonic() + BUSY_S
         self._schedule(0)
 
+    def _busy(self) -> bool:
+        return bool(
+            self.phone.active_calls
+            or time.monotonic() < self._busy_until
+            or (self.phone.verdict.allowed and not self.phone.registered)
+        )
+
     def _schedule(self, ms: int | None = None) -> None:
         if ms is None:
-            busy = (
-                self.phone.active_calls
-                or time.monotonic() < self._busy_until
-                or (self.phone.verdict.allowed and not self.phone.registered)
-            )
-            ms = FAST_MS if busy else IDLE_MS
+            ms = FAST_MS if self._busy() else min(IDLE_MS, int(self.phone.recheck_s * 1000))
         if self._timer.isActive() and self._timer.remainingTime() <= ms:
             return
         self._timer.start(ms)
@@ -256,6 +292,8 @@ class AgentBridge(QObject):
 
     def _state(self, line: dict[str, Any]) -> None:
         self._busy_until = time.monotonic() + BUSY_S
+        if line.get("state") in ("registered", "unregistered", "refused", "connecting"):
+            self._watch_sip()
         self.state.emit(line)
         if self._begun:
             self._publish_checks()

@@ -3,6 +3,7 @@ window, and what the in-call window says about the live call's protection."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from tests.ui.conftest import save
 from ui.app import GuardphoneApp
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
+
+
+def seconds(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
 
 
 def config_of(lab: Any, name: str) -> Path:
@@ -84,9 +89,17 @@ def test_incoming_call_from_a_colleague_is_answered_and_hung_up_from_the_ui(
     lab: Any, env: dict[str, str], open_app: Any, qtbot: Any, screenshots: Path
 ) -> None:
     app = open_app(config_of(lab, "alice"))
+    states: list[dict[str, Any]] = []
+    app.bridge.state.connect(states.append)
+    # Idle (the pump timer at seconds): the INVITE must still ring at once, woken by the
+    # SBC connection's socket rather than found by the next tick.
+    qtbot.waitUntil(lambda: app.bridge.idle, timeout=10000)
     target = "sip:alice@lab.guardphone.test"
     with agent(config_of(lab, "bob"), "call", target, env=env) as bob:
         qtbot.waitUntil(lambda: len(app.incoming) == 1, timeout=10000)
+        calling = bob.wait_for("calling")
+        incoming = next(line for line in states if line["state"] == "incoming")
+        assert seconds(incoming["time"]) - seconds(calling["time"]) < 0.5
         ring = next(iter(app.incoming.values()))
         assert ring.internal, "the SBC asserted bob's identity: an internal caller"
         assert "confirmed by the company SBC" in ring.badge.text()
