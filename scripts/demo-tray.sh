@@ -16,7 +16,13 @@ for _ in $(seq 150); do
   sleep 0.1
 done
 grep -q '"state": "registered"' "$out/tray.log" || { echo "tray app did not register" >&2; exit 1; }
-sed -n 's/.*"state": "registered".*"path": "\([a-z_]*\)".*/   tray: registered over \1/p' "$out/tray.log"
+.venv/bin/python - "$out/tray.log" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    state = json.loads(line)
+    if state["state"] == "registered":
+        print(f"   tray: registered as {state['account']} over {state['path']} via {state['sbc']}")
+PY
 mkdir -p build
 .venv/bin/python - build/demo-tray.png <<'PY'
 import sys
