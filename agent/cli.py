@@ -91,8 +91,9 @@ def _run(
     emergency: bool = False,
 ) -> int:
     session = Session(args.config, _shower(args.json))
-    phone = session.phone
+    phone: Softphone | None = None
     try:
+        phone = session.phone
         phone.emergency_dial = emergency
         phone.start(wait_for_path=wait_for_path)
         return body(phone)
@@ -106,7 +107,8 @@ def _run(
     except _Stop:
         return EXIT_OK
     finally:
-        phone.stop()
+        if phone is not None:
+            phone.stop()
         session.close()
 
 

@@ -50,18 +50,30 @@ class Session:
             BackgroundForwarder(self.log.path, siem_targets(config)) if config.siem else None
         )
         self.emit = logged(show, self.log, self.forwarder)
-        if engine is None:
-            from agent.phone import Pjsua2Engine  # pjsua2 loads only where it is used
+        self._follower = ConfigFollower(config_path, source, self.effective)
+        self._engine = engine
+        self._phone: Softphone | None = None
 
-            engine = Pjsua2Engine()
-        self.phone = Softphone(
-            config,
-            keystore.OsKeychain(),
-            engine,
-            self.emit,
-            follower=ConfigFollower(config_path, source, self.effective),
-            fraud=open_fraud_guard(config),
-        )
+    @property
+    def phone(self) -> Softphone:
+        """The supervisor. Raises keystore.KeychainError when there is no usable keychain
+        (reported through `emit` by the caller: the log is open by then)."""
+        if self._phone is None:
+            engine = self._engine
+            if engine is None:
+                from agent.phone import Pjsua2Engine  # pjsua2 loads only where it is used
+
+                engine = Pjsua2Engine()
+            config = self.effective.config
+            self._phone = Softphone(
+                config,
+                keystore.OsKeychain(),
+                engine,
+                self.emit,
+                follower=self._follower,
+                fraud=open_fraud_guard(config),
+            )
+        return self._phone
 
     def close(self) -> None:
         if self.forwarder is not None:

@@ -281,8 +281,11 @@ class BackgroundForwarder:
             while True:
                 self._wake.wait(timeout=BACKOFF_S[1])  # also retries after a backoff
                 self._wake.clear()
+                # Read before flushing: the last flush must start after stop() was asked,
+                # or events logged just before it (the final "unregistered") wait a run.
+                stopping = self._stopping
                 forwarder.flush()
-                if self._stopping:
+                if stopping:
                     return
         finally:
             forwarder.close()

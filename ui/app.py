@@ -18,6 +18,7 @@ import PySide6
 from PySide6.QtCore import QObject, QSocketNotifier
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
+from agent import keystore
 from agent.config import ConfigError
 from agent.sip import SipEngine
 from tunnel.wireguard import WireGuard, WireGuardError
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"guardphone-tray: {exc}", file=sys.stderr)
         return 2
+    except keystore.KeychainError as exc:  # logged as a refusal by the bridge first
+        print(f"guardphone-tray: {exc}", file=sys.stderr)
+        return 1
     gp.bridge.stopped.connect(app.quit)
     if args.json:
         gp.bridge.state.connect(lambda line: print(json.dumps(line), flush=True))

@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
 from agent import keystore
 from agent.calls import CallRecord
+from agent.fraud import classify, dialed_number
 from agent.reasons import Reason, Refused
 from agent.session import Session
 from agent.sip import SipEngine
@@ -55,7 +56,14 @@ class AgentBridge(QObject):
         self._posted.connect(self._run_posted)
         self._main = threading.current_thread()
         self.session = Session(config_path, self._show, engine)
-        self.phone = self.session.phone
+        try:
+            self.phone = self.session.phone
+        except keystore.KeychainError as exc:
+            self.session.emit(
+                {"state": "refused", "code": "keychain_unavailable", "reason": str(exc)}
+            )
+            self.session.close()
+            raise
         self.phone.request_check = self._request_check
         self.config = self.session.effective.config
         self._timer = QTimer(self)
@@ -86,6 +94,13 @@ class AgentBridge(QObject):
         target = target.strip()
         if not target:
             return
+        if self._emergency(target) and not self.phone.registered and self.phone.suspended:
+            # Never blocked by a fraud suspension: register for this call alone, dial it as
+            # soon as the SBC accepts us, and let the suspension return when it ends.
+            self.phone.emergency_dial = True
+            self._pending_dial = target
+            self._request_check(True)
+            return
         if self._checking:
             self._pending_dial = target  # placed as soon as the running check concluded
             return
@@ -94,6 +109,10 @@ class AgentBridge(QObject):
         except Refused as exc:
             self.dial_refused.emit(exc.reason.as_dict())
         self._hurry()
+
+    def _emergency(self, target: str) -> bool:
+        number = dialed_number(target)
+        return number is not None and classify(number, self.config.fraud.region).emergency
 
     def answer(self, call_id: int) -> None:
         self.phone.answer(call_id)
@@ -208,9 +227,13 @@ class AgentBridge(QObject):
         if self._check_again is not None:
             probe, self._check_again = self._check_again, None
             self._request_check(probe)
-        elif self._pending_dial is not None:
+        elif self._pending_dial is not None and self.phone.registered:
             target, self._pending_dial = self._pending_dial, None
             self.dial(target)
+        elif self._pending_dial is not None and not self.phone.verdict.allowed:
+            self._pending_dial = None
+            self.dial_refused.emit(self.phone.verdict.reasons[0].as_dict())
+        # (still registering: the "registered" state places it)
         self._schedule()
 
     def _publish_checks(self) -> None:
@@ -292,8 +315,19 @@ class AgentBridge(QObject):
 
     def _state(self, line: dict[str, Any]) -> None:
         self._busy_until = time.monotonic() + BUSY_S
-        if line.get("state") in ("registered", "unregistered", "refused", "connecting"):
+        name = line.get("state")
+        if name in ("registered", "unregistered", "refused", "connecting"):
             self._watch_sip()
+        if name == "registered" and self._pending_dial is not None and not self._checking:
+            target, self._pending_dial = self._pending_dial, None
+            QTimer.singleShot(0, lambda: self.dial(target))  # once this state is handled
+        if name == "refused" and self._pending_dial is not None:
+            self._pending_dial = None  # it cannot be placed: say why
+            self.dial_refused.emit({"code": line.get("code", ""), "reason": line.get("reason", "")})
+        others = [c for c in self.phone.active_calls if c.call_id != line.get("call_id")]
+        if name in ("call_ended", "call_failed") and self.phone.emergency_dial and not others:
+            self.phone.emergency_dial = False  # the suspension applies again
+            QTimer.singleShot(0, lambda: self._request_check(False))
         self.state.emit(line)
         if self._begun:
             self._publish_checks()

@@ -103,11 +103,11 @@ def siem_config(lab: Any, tmp_path: Path, receiver: Rsyslog) -> Path:
     return path
 
 
-def wait_for(check: Any, timeout: float = 5) -> None:
+def wait_for(check: Any, timeout: float = 5, what: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"timed out: {what() if what else ''}")
         time.sleep(0.05)
 
 
@@ -119,7 +119,10 @@ def test_every_event_reaches_syslog_in_order_and_survives_an_outage(
     assert code == 0, stderr
     seqs = [line["seq"] for line in lines]
     wait_for(lambda: [s for s, _ in rsyslog.received("tcp")] == seqs)
-    wait_for(lambda: [s for s, _ in rsyslog.received("udp")] == seqs)
+    wait_for(
+        lambda: [s for s, _ in rsyslog.received("udp")] == seqs,
+        what=lambda: (seqs, rsyslog.received("udp")),
+    )
     raw = (tmp_path / "tcp.log").read_text().splitlines()[0]
     # RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG
     assert re.match(

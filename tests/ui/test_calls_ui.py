@@ -4,6 +4,7 @@ window, and what the in-call window says about the live call's protection."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,22 @@ def open_app(qtbot: Any) -> Iterator[Callable[[Path], GuardphoneApp]]:
     """The tray app for a lab user, registered; shut down (unregistered) afterwards."""
     made: list[GuardphoneApp] = []
 
-    def open_(config: Path) -> GuardphoneApp:
+    def open_(config: Path, ready: str = "can_call") -> GuardphoneApp:
         app = GuardphoneApp(config)
         made.append(app)
         app.start()
-        qtbot.waitUntil(lambda: app.tray.status.can_call, timeout=15000)
+        if ready == "can_call":
+            qtbot.waitUntil(lambda: app.tray.status.can_call, timeout=15000)
+        else:
+            qtbot.waitUntil(lambda: app.tray.status.kind == ready, timeout=15000)
         return app
 
     yield open_
     for app in made:
+        started = time.monotonic()
         with qtbot.waitSignal(app.bridge.stopped, timeout=5000):
             app.quit()
+        assert time.monotonic() - started < 1.5  # unregistered, or gave up after a second
         assert not app.bridge.phone.registered
         for window in (app.dialpad, app.why, *app.calls.values()):
             window.close()
@@ -129,3 +135,88 @@ def test_a_blocked_number_shows_the_rule_and_never_rings(
     assert blocked.args[0]["code"] == "call_blocked"
     assert "premium rate number, which your organisation blocks" in pad.reason.text()
     assert not app.calls
+
+
+class Heartbeat:
+    """A 10 ms timer on the UI thread: the longest gap between its ticks is how long the UI
+    was frozen (a blocking unregister, probe or keychain call would show here)."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.last = time.monotonic()
+        self.longest = 0.0
+        self.when = 0.0
+        self.timer = QTimer()
+        self.timer.timeout.connect(self._beat)
+        self.timer.start(10)
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self.last > self.longest:
+            self.longest, self.when = now - self.last, self.last
+        self.last = now
+
+
+def test_the_ui_never_freezes_from_start_through_a_call_to_quit(
+    lab: Any, env: dict[str, str], qtbot: Any
+) -> None:
+    with agent(config_of(lab, "bob"), "answer", "--count", "1", env=env) as bob:
+        bob.wait_for("registered")  # (the test itself waits here, not the app)
+        beat = Heartbeat()
+        t0 = time.monotonic()
+        app = GuardphoneApp(config_of(lab, "alice"))
+        marks = [("constructed", time.monotonic())]
+        app.bridge.state.connect(lambda line: marks.append((line["state"], time.monotonic())))
+        app.start()
+        qtbot.waitUntil(lambda: app.tray.status.can_call, timeout=15000)
+        app.dial("sip:bob@lab.guardphone.test")
+        qtbot.waitUntil(
+            lambda: any(w.state.text() == "Connected" for w in app.calls.values()), timeout=10000
+        )
+        window = next(iter(app.calls.values()))
+        window.hangup_button.click()
+        qtbot.waitUntil(lambda: window.state.text().startswith("Call ended"), timeout=5000)
+        with qtbot.waitSignal(app.bridge.stopped, timeout=5000):
+            app.quit()
+        beat.timer.stop()
+    app.tray.icon.hide()
+    window.close()
+    timeline = [(n, round(t - t0, 3)) for n, t in marks]
+    print(f"longest UI-thread stall: {beat.longest * 1000:.0f} ms")
+    assert beat.longest < 0.25, (
+        f"the UI thread was blocked for {beat.longest:.3f} s from {beat.when - t0:.3f} s; "
+        f"{timeline}"
+    )
+
+
+def test_an_emergency_number_is_dialled_even_while_suspended(
+    lab: Any, open_app: Any, qtbot: Any
+) -> None:
+    from agent import config as config_mod
+    from agent.fraud import FraudGuard, policy_from
+
+    carol = config_of(lab, "carol")
+    guard = FraudGuard(policy_from(config_mod.load(carol)), config_mod.load(carol).fraud.state_file)
+    guard._suspend("test: suspected fraud")
+    try:
+        app = open_app(carol, ready="suspended")
+        states: list[dict[str, Any]] = []
+        app.bridge.state.connect(states.append)
+        pad = app.dialpad
+        pad.open()
+        qtbot.keyClicks(pad.number, "911")
+        assert pad.call_button.isEnabled(), "emergency numbers stay callable while suspended"
+        pad.call_button.click()
+        qtbot.waitUntil(lambda: any(s["state"] == "calling" for s in states), timeout=10000)
+        calling = next(s for s in states if s["state"] == "calling")
+        assert calling["uri"].startswith("sip:911@")
+        assert any(s["state"] == "emergency_call" for s in states)
+        # The lab has no emergency service (404); afterwards the suspension applies again.
+        qtbot.waitUntil(lambda: app.tray.status.kind == "suspended", timeout=10000)
+        qtbot.waitUntil(lambda: not app.bridge.phone.registered, timeout=10000)
+        qtbot.keyClicks(pad.number, "1")  # "9111" is no emergency number
+        assert not pad.call_button.isEnabled()
+    finally:
+        guard.resume("test")
+        guard.close()
