@@ -124,3 +124,32 @@ def test_screenshot_of_the_tray_and_its_menu(qtbot: Any, make_tray: Any, screens
     assert screen.grabWindow(0).copy(area).save(str(path))
     save(tray.menu, "tray-menu", screenshots)
     tray.menu.hide()
+
+
+def test_about_names_pjsip_and_its_openssl(qapp: Any) -> None:
+    from agent.phone import Pjsua2Engine
+    from ui.app import about_text
+
+    versions = Pjsua2Engine().versions()  # before start: the version the wheel bundles
+    text = about_text(versions)
+    assert "pjsip 2.15" in text and "OpenSSL 1.0.2" in text and "Qt 6." in text
+
+
+def test_why_view_offers_connect_only_where_policy_lets_the_agent_connect(qapp: Any) -> None:
+    from agent.why import FAIL, PASS, Check
+    from ui.whyview import WhyView
+
+    down = [
+        Check("Device certificate", PASS, "Valid."),
+        Check("Office tunnel connected", FAIL, "wg-office is down.", "Connect…"),
+    ]
+    allowed, forbidden = WhyView(may_connect=True), WhyView(may_connect=False)
+    for view in (allowed, forbidden):
+        view.set_checks(down)
+        view.show()
+    assert allowed.connect_button.isVisible() and not forbidden.connect_button.isVisible()
+    assert allowed.failing() == ["Office tunnel connected"]
+    allowed.set_checks([Check("Office tunnel connected", PASS, "wg-office is up.")])
+    assert not allowed.connect_button.isVisible() and allowed.failing() == []
+    for view in (allowed, forbidden):
+        view.close()
