@@ -1,0 +1,2 @@
+"""The central portal: enrollment, posture and event ingest, signed policy and commands,
+and the helpdesk pages."""

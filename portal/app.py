@@ -1,0 +1,330 @@
+"""The portal's API for devices: enrollment, posture and event ingest, policy, commands.
+
+Devices authenticate every request with their enrolled key (agent.schemas: a signature over
+method, path, time, nonce and the body's digest); the nonce is stored in the database, so a
+replay is refused by whichever portal process it reaches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agent import schemas
+from portal import compliance
+from portal.db import (
+    CommandRow,
+    Device,
+    EnrollToken,
+    EventRow,
+    Nonce,
+    PolicyRow,
+    PostureRow,
+    engine_for,
+    sessions,
+    utcnow,
+)
+from portal.keys import PortalKeys, verify_device
+
+API_VERSION = "1"
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    db_url: str
+    state_dir: Path
+    sip_domain: str
+
+
+class EnrollRequest(BaseModel):
+    token: str
+    csr: str
+    device: dict[str, str] = {}
+
+
+def create_app(config: PortalConfig) -> FastAPI:
+    from portal import staff  # the helpdesk side shares the app
+
+    engine = engine_for(config.db_url)
+    app = FastAPI(title="guardphone portal", version=API_VERSION)
+    app.state.config = config
+    app.state.sessions = sessions(engine)
+    app.state.keys = PortalKeys(config.state_dir)
+    app.include_router(device_api)
+    staff.mount(app)
+    return app
+
+
+def db(request: Request) -> Any:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def keys(request: Request) -> PortalKeys:
+    return request.app.state.keys  # type: ignore[no-any-return]
+
+
+def problem(status: int, error: str, detail: str = "") -> HTTPException:
+    return HTTPException(status, {"error": error, "detail": detail})
+
+
+async def device(request: Request, session: Session = Depends(db)) -> Device:  # noqa: B008
+    """The enrolled device that signed this request, or 401."""
+    h = request.headers
+    device_id, when, nonce = h.get(schemas.H_DEVICE), h.get(schemas.H_TIME), h.get(schemas.H_NONCE)
+    signature = h.get(schemas.H_SIGNATURE)
+    if not (device_id and when and nonce and signature) or len(nonce) > 64:
+        raise problem(401, "signature_required", "device requests must be signed")
+    try:
+        sent = dt.datetime.fromisoformat(when)
+    except ValueError:
+        raise problem(401, "bad_time", when) from None
+    if sent.tzinfo is None or abs((utcnow() - sent).total_seconds()) > schemas.MAX_SKEW_S:
+        raise problem(401, "stale_request", "the request's time is too far from now")
+    found = session.get(Device, device_id)
+    if found is None:
+        raise problem(401, "unknown_device", device_id)
+    body = await request.body()
+    signed = schemas.signed_request_bytes(request.method, request.url.path, when, nonce, body)
+    if not verify_device(found.cert_pem, signed, signature):
+        raise problem(401, "bad_signature", "not signed by this device's key")
+    session.add(Nonce(device_id=device_id, nonce=nonce))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise problem(409, "replayed", "this request was already received") from None
+    return found
+
+
+device_api = APIRouter(prefix="/v1")
+
+
+@device_api.post("/enroll")
+def enroll(
+    body: EnrollRequest,
+    request: Request,
+    session: Session = Depends(db),  # noqa: B008
+) -> JSONResponse:
+    digest = hashlib.sha256(body.token.encode()).hexdigest()
+    token = session.get(EnrollToken, digest)
+    now = utcnow()
+    if token is None or token.used_at is not None or _aware(token.expires_at) < now:
+        return JSONResponse({"error": "token_invalid"}, status_code=401)
+    try:
+        chain = keys(request).issue(token.user, body.csr)
+    except ValueError as exc:
+        return JSONResponse({"error": "csr_invalid", "detail": str(exc)}, status_code=400)
+    device_id = "dev-" + secrets.token_hex(8)
+    # Spend the token atomically: of two racing requests (any portal process) one wins.
+    spent = session.execute(
+        update(EnrollToken)
+        .where(EnrollToken.token_sha256 == digest, EnrollToken.used_at.is_(None))
+        .values(used_at=now, device_id=device_id)
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        return JSONResponse({"error": "token_invalid"}, status_code=401)
+    session.add(
+        Device(
+            id=device_id,
+            user=token.user,
+            hostname=body.device.get("hostname", "")[:255],
+            agent_version=body.device.get("agent_version", "")[:32],
+            cert_pem=chain,
+        )
+    )
+    session.commit()
+    answer = schemas.EnrollAnswer(
+        certificate_chain=chain,
+        device_id=device_id,
+        sip={
+            "user": token.user,
+            "domain": request.app.state.config.sip_domain,
+            "password": token.sip_password,
+        },
+        policy_key=keys(request).policy_public_pem,
+    )
+    return JSONResponse(answer.model_dump())
+
+
+@device_api.post("/posture")
+async def posture(
+    request: Request,
+    me: Device = Depends(device),  # noqa: B008
+    session: Session = Depends(db),  # noqa: B008
+) -> dict[str, Any]:
+    report = _parse(schemas.PostureReport, await request.body())
+    if report.device_id != me.id:
+        raise problem(403, "other_device", "a report about another device")
+    if me.last_report_time and report.time <= me.last_report_time:
+        raise problem(409, "replayed", "not newer than the last report")
+    device_row = session.get(Device, me.id)
+    assert device_row is not None
+    found = compliance.problems(report, _policy(session))
+    session.add(
+        PostureRow(
+            device_id=me.id,
+            report=report.model_dump(),
+            signature=request.headers[schemas.H_SIGNATURE],
+        )
+    )
+    device_row.posture = report.model_dump()
+    device_row.last_report_time = report.time
+    device_row.last_seen = utcnow()
+    device_row.agent_version = report.agent_version
+    device_row.compliant = not found
+    device_row.problems = "; ".join(found)
+    session.commit()
+    return {"accepted": True, "compliant": not found, "problems": found}
+
+
+@device_api.post("/events")
+async def events(
+    request: Request,
+    me: Device = Depends(device),  # noqa: B008
+    session: Session = Depends(db),  # noqa: B008
+) -> dict[str, Any]:
+    batch = _parse(schemas.EventBatch, await request.body())
+    if batch.device_id != me.id:
+        raise problem(403, "other_device", "events of another device")
+    for _attempt in range(3):  # another process may be storing the same batch right now
+        seqs = [e.seq for e in batch.events]
+        have = set(
+            session.scalars(
+                select(EventRow.seq).where(EventRow.device_id == me.id, EventRow.seq.in_(seqs))
+            )
+        )
+        fresh = [e for e in batch.events if e.seq not in have]
+        session.add_all(EventRow(device_id=me.id, **e.model_dump()) for e in fresh)
+        try:
+            session.commit()
+            break
+        except IntegrityError:
+            session.rollback()
+    else:
+        raise problem(503, "busy", "try again")
+    return {
+        "accepted": len(fresh),
+        "duplicates": len(batch.events) - len(fresh),
+        "acked_through": max(seqs, default=0),
+    }
+
+
+@device_api.get("/policy")
+def policy(
+    request: Request,
+    me: Device = Depends(device),  # noqa: B008
+    session: Session = Depends(db),  # noqa: B008
+) -> Response:
+    row = session.scalars(select(PolicyRow).order_by(PolicyRow.version.desc()).limit(1)).first()
+    if row is None:
+        return JSONResponse({"error": "no_policy"}, status_code=404)
+    etag = f'"{row.version}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    signed = schemas.SignedPolicy(policy=schemas.Policy(**row.document), signature=row.signature)
+    return JSONResponse(signed.model_dump(), headers={"ETag": etag})
+
+
+@device_api.get("/commands")
+def commands(
+    me: Device = Depends(device),  # noqa: B008
+    session: Session = Depends(db),  # noqa: B008
+) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(CommandRow)
+        .where(CommandRow.device_id == me.id, CommandRow.done_at.is_(None))
+        .order_by(CommandRow.id)
+    )
+    return [
+        schemas.SignedCommand(command=command_of(row), signature=row.signature).model_dump()
+        for row in rows
+    ]
+
+
+@device_api.post("/commands/{command_id}/done")
+def command_done(
+    command_id: int,
+    me: Device = Depends(device),  # noqa: B008
+    session: Session = Depends(db),  # noqa: B008
+) -> dict[str, Any]:
+    row = session.get(CommandRow, command_id)
+    if row is None or row.device_id != me.id:
+        raise problem(404, "no_such_command", str(command_id))
+    row.done_at = row.done_at or utcnow()
+    session.commit()
+    return {"done": command_id}
+
+
+def command_of(row: CommandRow) -> schemas.Command:
+    return schemas.Command(
+        id=row.id,
+        device_id=row.device_id,
+        kind=row.kind,  # type: ignore[arg-type]
+        issued_at=row.issued_at,
+        reason=row.reason,
+    )
+
+
+def issue_command(
+    session: Session, portal_keys: PortalKeys, device_id: str, kind: str, reason: str, by: str
+) -> CommandRow:
+    """A signed command for a device (the signature covers its id, so it is made after the
+    row has one)."""
+    row = CommandRow(
+        device_id=device_id,
+        kind=kind,
+        reason=reason,
+        issued_at=utcnow().isoformat(),
+        issued_by=by,
+        signature="",
+    )
+    session.add(row)
+    session.flush()
+    row.signature = portal_keys.sign(command_of(row).model_dump())
+    session.commit()
+    return row
+
+
+def publish_policy(session: Session, portal_keys: PortalKeys, **fields: Any) -> schemas.Policy:
+    """A new policy version, signed; versions only grow."""
+    newest = session.scalars(select(PolicyRow.version).order_by(PolicyRow.version.desc())).first()
+    document = schemas.Policy(
+        version=(newest or 0) + 1, issued_at=utcnow().isoformat(), **fields
+    ).model_dump()
+    session.add(
+        PolicyRow(
+            version=document["version"], document=document, signature=portal_keys.sign(document)
+        )
+    )
+    session.commit()
+    return schemas.Policy(**document)
+
+
+def _policy(session: Session) -> schemas.Policy | None:
+    row = session.scalars(select(PolicyRow).order_by(PolicyRow.version.desc()).limit(1)).first()
+    return schemas.Policy(**row.document) if row is not None else None
+
+
+def _parse(model: type[M], body: bytes) -> M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise problem(422, "invalid", str(exc.errors()[:3])) from None
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -1,0 +1,373 @@
+"""The helpdesk and admin side: login with a password AND a TOTP code (MFA is always on),
+stateless signed session cookies (any portal process can check them), the device list and
+the page that answers "why can't this person call?", and the admin actions.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from agent.schemas import Policy
+from portal import app as api
+from portal.db import Device, EnrollToken, EventRow, Staff, utcnow
+
+COOKIE = "guardphone_session"
+SESSION_S = 8 * 3600
+SESSION_KEY = "session.key"
+PAGE = 50
+ROLES = ("helpdesk", "admin")
+_hasher = PasswordHasher()
+_pages = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+@dataclass(frozen=True)
+class Who:
+    name: str
+    role: str
+    csrf: str
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
+def mount(app: FastAPI) -> None:
+    path = app.state.config.state_dir / SESSION_KEY
+    if not path.exists():
+        api_keys_dir = path.parent
+        api_keys_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    app.state.session_key = path.read_bytes()
+    app.include_router(router)
+
+
+def add_staff(session: Session, name: str, password: str, role: str) -> str:
+    """A helpdesk or admin account; returns the TOTP secret to put in an authenticator app."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < 12:
+        raise ValueError("the password must have at least 12 characters")
+    secret = pyotp.random_base32()
+    session.merge(
+        Staff(name=name, password_hash=_hasher.hash(password), totp_secret=secret, role=role)
+    )
+    session.commit()
+    return secret
+
+
+def add_token(session: Session, user: str, sip_password: str, hours: int = 72) -> str:
+    """A one-time enrollment token for `user` (only its digest is stored)."""
+    token = secrets.token_urlsafe(24)
+    session.add(
+        EnrollToken(
+            token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+            user=user,
+            sip_password=sip_password,
+            expires_at=utcnow() + dt.timedelta(hours=hours),
+        )
+    )
+    session.commit()
+    return token
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+def _sign(key: bytes, payload: dict[str, Any]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(payload, sort_keys=True).encode()).decode()
+    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{mac}"
+
+
+def _unsign(key: bytes, value: str) -> dict[str, Any] | None:
+    body, _, mac = value.rpartition(".")
+    good = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    if not body or not hmac.compare_digest(mac, good):
+        return None
+    payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body))
+    return payload if payload.get("exp", 0) > time.time() else None
+
+
+def who(request: Request) -> Who | None:
+    payload = _unsign(request.app.state.session_key, request.cookies.get(COOKIE, ""))
+    if payload is None:
+        return None
+    return Who(payload["name"], payload["role"], payload["csrf"])
+
+
+def staff_only(request: Request) -> Who:
+    found = who(request)
+    if found is None:
+        raise HTTPException(401, {"error": "login_required"})
+    return found
+
+
+def admin_only(me: Who = Depends(staff_only)) -> Who:  # noqa: B008
+    if not me.admin:
+        raise HTTPException(403, {"error": "admin_only"})
+    return me
+
+
+router = APIRouter()
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(error: str = "") -> str:
+    return _pages.get_template("login.html").render(error=error, me=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    name: str = Form(...),
+    password: str = Form(...),
+    code: str = Form(...),
+    session: Session = Depends(api.db),  # noqa: B008
+) -> RedirectResponse:
+    person = session.get(Staff, name)
+    ok = False
+    if person is not None:
+        try:
+            ok = _hasher.verify(person.password_hash, password)
+        except VerificationError:
+            ok = False
+    # The code of the previous, current or next 30 s step, and never one already used.
+    step = int(time.time() // 30)
+    matched = None
+    if person is not None:
+        totp = pyotp.TOTP(person.totp_secret)
+        matched = next((s for s in (step - 1, step, step + 1) if _matches(totp, code, s)), None)
+    if not ok or person is None or matched is None or matched <= person.totp_last_step:
+        return RedirectResponse("/login?error=Wrong+name,+password+or+code.", status_code=303)
+    person.totp_last_step = matched
+    session.commit()
+    cookie = _sign(
+        request.app.state.session_key,
+        {
+            "name": person.name,
+            "role": person.role,
+            "csrf": secrets.token_urlsafe(16),
+            "exp": time.time() + SESSION_S,
+        },
+    )
+    out = RedirectResponse("/helpdesk", status_code=303)
+    out.set_cookie(COOKIE, cookie, max_age=SESSION_S, httponly=True, secure=True, samesite="strict")
+    return out
+
+
+def _matches(totp: pyotp.TOTP, code: str, step: int) -> bool:
+    return hmac.compare_digest(totp.generate_otp(step), code.strip())
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    out = RedirectResponse("/login", status_code=303)
+    out.delete_cookie(COOKIE)
+    return out
+
+
+# -- the helpdesk's reading -------------------------------------------------------------
+
+
+def find_devices(
+    session: Session, q: str = "", noncompliant: bool = False, offset: int = 0
+) -> list[Device]:
+    query = select(Device).order_by(Device.user, Device.id)
+    if q:
+        like = f"%{q}%"
+        query = query.where(
+            or_(Device.user.ilike(like), Device.hostname.ilike(like), Device.id.ilike(like))
+        )
+    if noncompliant:
+        query = query.where(or_(Device.compliant.is_(False), Device.compliant.is_(None)))
+    return list(session.scalars(query.offset(offset).limit(PAGE)))
+
+
+def device_view(session: Session, device: Device) -> dict[str, Any]:
+    events = session.scalars(
+        select(EventRow)
+        .where(
+            EventRow.device_id == device.id,
+            EventRow.severity.in_(("warning", "error", "critical", "notice")),
+        )
+        .order_by(EventRow.seq.desc())
+        .limit(20)
+    )
+    posture = device.posture or {}
+    return {
+        "id": device.id,
+        "user": device.user,
+        "hostname": device.hostname,
+        "enrolled_at": device.enrolled_at.isoformat(),
+        "last_seen": device.last_seen.isoformat() if device.last_seen else None,
+        "agent_version": device.agent_version,
+        "compliant": device.compliant,
+        "problems": [p for p in device.problems.split("; ") if p],
+        "posture": posture,
+        "checks": posture.get("checks", []),
+        "failing": [c for c in posture.get("checks", []) if c.get("result") == "fail"],
+        "events": [
+            {
+                "seq": e.seq,
+                "time": e.time,
+                "type": e.type,
+                "severity": e.severity,
+                "fields": e.fields,
+            }
+            for e in events
+        ],
+    }
+
+
+@router.get("/v1/devices")
+def list_devices(
+    q: str = "",
+    noncompliant: bool = False,
+    offset: int = 0,
+    me: Who = Depends(staff_only),  # noqa: B008
+    session: Session = Depends(api.db),  # noqa: B008
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": d.id,
+            "user": d.user,
+            "hostname": d.hostname,
+            "compliant": d.compliant,
+            "problems": d.problems,
+            "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+        }
+        for d in find_devices(session, q, noncompliant, offset)
+    ]
+
+
+@router.get("/v1/devices/{device_id}")
+def get_device(
+    device_id: str,
+    me: Who = Depends(staff_only),  # noqa: B008
+    session: Session = Depends(api.db),  # noqa: B008
+) -> dict[str, Any]:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise HTTPException(404, {"error": "no_such_device"})
+    return device_view(session, device)
+
+
+@router.get("/helpdesk", response_class=HTMLResponse, response_model=None)
+def devices_page(
+    request: Request,
+    q: str = "",
+    noncompliant: bool = False,
+    session: Session = Depends(api.db),  # noqa: B008
+) -> HTMLResponse | RedirectResponse:
+    me = who(request)
+    if me is None:
+        return RedirectResponse("/login", status_code=303)
+    rows = find_devices(session, q, noncompliant)
+    return HTMLResponse(
+        _pages.get_template("devices.html").render(me=me, rows=rows, q=q, noncompliant=noncompliant)
+    )
+
+
+@router.get("/helpdesk/devices/{device_id}", response_class=HTMLResponse, response_model=None)
+def device_page(
+    device_id: str,
+    request: Request,
+    session: Session = Depends(api.db),  # noqa: B008
+) -> HTMLResponse | RedirectResponse:
+    me = who(request)
+    if me is None:
+        return RedirectResponse("/login", status_code=303)
+    device = session.get(Device, device_id)
+    if device is None:
+        raise HTTPException(404, {"error": "no_such_device"})
+    view = device_view(session, device)
+    return HTMLResponse(_pages.get_template("device.html").render(me=me, d=view))
+
+
+# -- admin actions ----------------------------------------------------------------------
+
+
+@router.post("/helpdesk/devices/{device_id}/commands")
+def command_form(
+    device_id: str,
+    request: Request,
+    kind: str = Form(...),
+    csrf: str = Form(...),
+    me: Who = Depends(admin_only),  # noqa: B008
+    session: Session = Depends(api.db),  # noqa: B008
+) -> RedirectResponse:
+    if not hmac.compare_digest(csrf, me.csrf):
+        raise HTTPException(403, {"error": "csrf"})
+    _command(request, session, device_id, kind, "from the helpdesk page", me)
+    return RedirectResponse(f"/helpdesk/devices/{device_id}", status_code=303)
+
+
+@router.post("/v1/admin/devices/{device_id}/commands")
+def command_api(
+    device_id: str,
+    body: dict[str, str],
+    request: Request,
+    me: Who = Depends(admin_only),  # noqa: B008
+    session: Session = Depends(api.db),  # noqa: B008
+) -> dict[str, Any]:
+    row = _command(request, session, device_id, body.get("kind", ""), body.get("reason", ""), me)
+    return {"id": row.id, "kind": row.kind}
+
+
+def _command(
+    request: Request, session: Session, device_id: str, kind: str, reason: str, me: Who
+) -> Any:
+    if kind not in ("suspend", "resume", "reenroll", "report_now"):
+        raise HTTPException(422, {"error": "invalid", "detail": f"unknown command {kind!r}"})
+    if session.get(Device, device_id) is None:
+        raise HTTPException(404, {"error": "no_such_device"})
+    return api.issue_command(session, api.keys(request), device_id, kind, reason, me.name)
+
+
+@router.post("/v1/admin/policy")
+def new_policy(
+    body: dict[str, Any],
+    request: Request,
+    me: Who = Depends(admin_only),  # noqa: B008
+    session: Session = Depends(api.db),  # noqa: B008
+) -> dict[str, Any]:
+    fields = {
+        k: v
+        for k, v in body.items()
+        if k in Policy.model_fields and k not in ("version", "issued_at")
+    }
+    return api.publish_policy(session, api.keys(request), **fields).model_dump()
+
+
+@router.post("/v1/admin/tokens")
+def new_token(
+    body: dict[str, Any],
+    me: Who = Depends(admin_only),  # noqa: B008
+    session: Session = Depends(api.db),  # noqa: B008
+) -> dict[str, str]:
+    token = add_token(
+        session, str(body["user"]), str(body["sip_password"]), int(body.get("hours", 72))
+    )
+    return {"token": token}
