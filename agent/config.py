@@ -106,7 +106,7 @@ class WireGuard(_Strict):
 
 
 class Portal(_Strict):
-    """The central portal: enrollment now, posture and policy later."""
+    """The central portal: enrollment, posture reports and events, policy and commands."""
 
     url: Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.:\[\]-]+(:[0-9]{1,5})?(/.*)?$")] = (
         Field(description="Base URL of the portal (https only).")
@@ -122,6 +122,12 @@ class Portal(_Strict):
         description="One-time enrollment token (MDM): moved into the keychain on first "
         "run and used once; never shown.",
         json_schema_extra=SECRET,
+    )
+    poll_interval_s: float = Field(
+        default=30.0,
+        ge=0.2,
+        le=3600,
+        description="How often the agent asks the portal for commands and a newer policy.",
     )
 
 

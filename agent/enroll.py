@@ -30,6 +30,8 @@ from tunnel.sbc import memory_file, spki_pin
 
 ENROLLMENT_TOKEN = "enrollment-token"  # noqa: S105 - an entry name, not a token
 TOKEN_USED = "enrollment-token-used"  # noqa: S105 - holds the SHA-256 of the spent token
+DEVICE_ID = "portal-device-id"
+POLICY_KEY = "portal-policy-key"
 TIMEOUT_S = 10.0
 
 
@@ -85,6 +87,19 @@ def enroll(config: AgentConfig, store: keystore.SecretStore, token: str, hostnam
     account = config.account_id
     store.set(config.keychain_service, keystore.entry_name(account, TOKEN_USED), _digest(token))
     store.delete(config.keychain_service, keystore.entry_name(account, ENROLLMENT_TOKEN))
+    # Who the portal knows this device as, and the key its policies and commands carry.
+    if answer.get("device_id"):
+        store.set(
+            config.keychain_service,
+            keystore.entry_name(account, DEVICE_ID),
+            str(answer["device_id"]),
+        )
+    if answer.get("policy_key"):
+        store.set(
+            config.keychain_service,
+            keystore.entry_name(account, POLICY_KEY),
+            str(answer["policy_key"]),
+        )
     return Enrolled(config.account.user, str(answer.get("device_id", "")), summary)
 
 
@@ -203,6 +218,23 @@ def post_pinned(
 ) -> tuple[int, dict[str, Any]]:
     """POST JSON over HTTPS; the server's key must match a pin before anything is sent.
     With `client`, the device authenticates with its certificate (mutual TLS)."""
+    status, _, answer = request_pinned(
+        url, ca_pem, pins, "POST", json.dumps(body).encode(), {}, client
+    )
+    return status, answer if isinstance(answer, dict) else {}
+
+
+def request_pinned(
+    url: str,
+    ca_pem: str,
+    pins: tuple[str, ...],
+    method: str,
+    body: bytes,
+    headers: dict[str, str],
+    client: keystore.Credentials | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """One HTTPS request (status, headers, JSON answer); the server's key must match a pin
+    before anything is sent. Raises EnrollError when the portal is not reachable or not ours."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -236,14 +268,15 @@ def post_pinned(
                 f"The server at {host}:{port} has a valid certificate but not the key your "
                 "company pinned (an interception proxy?): nothing was sent.",
             )
-        conn.request("POST", parts.path, json.dumps(body), {"Content-Type": "application/json"})
+        sent = {"Content-Type": "application/json", **headers}
+        conn.request(method, parts.path, body if method != "GET" else None, sent)
         response = conn.getresponse()
-        raw = response.read(1_000_000)
+        raw = response.read(10_000_000)
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError:
             answer = {}
-        return response.status, answer if isinstance(answer, dict) else {}
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
     except OSError as exc:
         raise EnrollError("portal_unreachable", f"The portal connection failed ({exc}).") from None
     finally:

@@ -80,6 +80,9 @@ STATE_EVENTS: dict[str, tuple[str, str]] = {
     "fraud_suspended": ("fraud.suspended", "critical"),
     "emergency_call": ("call.emergency", "notice"),
     "fraud_alert": ("fraud.alert", "warning"),
+    "fraud_resumed": ("fraud.resumed", "notice"),
+    "portal_command": ("portal.command", "notice"),
+    "update_recommended": ("agent.update_recommended", "warning"),
 }
 
 
@@ -267,9 +270,13 @@ class EventLog:
         text: str | None = None,
         limit: int = 1000,
         newest_first: bool = False,
+        after_seq: int | None = None,
     ) -> Iterator[Event]:
         where: list[str] = []
         args: list[Any] = []
+        if after_seq is not None:
+            where.append("seq > ?")
+            args.append(after_seq)
         if since:
             where.append("time >= ?")
             args.append(since)

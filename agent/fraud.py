@@ -272,7 +272,7 @@ class FraudGuard:
                 f"{self._recent_blocks()} blocked dials in "
                 f"{self.policy.block_window_s // 60} minutes"
             )
-            self._suspend(reason)
+            self.suspend(reason)
             return Decision(
                 "suspend",
                 decision.rule,
@@ -430,7 +430,8 @@ class FraudGuard:
             run, current = run + 1, value
         return run
 
-    def _suspend(self, reason: str) -> None:
+    def suspend(self, reason: str) -> None:
+        """Refuse every dial but emergency ones until resumed (a portal command, an admin)."""
         self._db.execute(
             "INSERT OR REPLACE INTO state VALUES ('suspended', ?)",
             (json.dumps({"reason": reason, "since": self._clock()}),),

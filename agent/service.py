@@ -11,7 +11,9 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from agent import enroll, keystore, material
 from agent.calls import CallBook, CallRecord
@@ -32,11 +34,15 @@ from agent.sip import (
     RegistrationChanged,
     SipEngine,
     SipEvent,
+    TlsFacts,
     TlsMaterial,
     TransportChanged,
     UnsolicitedRequest,
 )
 from agent.why import Situation
+
+if TYPE_CHECKING:
+    from agent.orders import Orders
 from tunnel.netwatch import NetEvents, NetWatch, open_watch
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,10 @@ RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
 RECHECK_SBC_S = 30.0
 CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is noticed
 
+
+# Refusals decided by policy, not by the path: the path still works, so the agent leaves the
+# SBC properly (un-REGISTER) instead of dropping everything without a word.
+POLICY_REFUSALS = ("fraud_suspended", "update_required", "reenroll_required")
 
 # Reasons that are about this device's own credentials (shown on the certificate check).
 CREDENTIAL_CODES = ("device_cert", "client_cert", "credentials", "identity", "keychain")
@@ -75,8 +85,10 @@ class Softphone:
         clock: Callable[[], float] = time.monotonic,
         follower: ConfigFollower | None = None,
         fraud: FraudGuard | None = None,
+        orders: Orders | None = None,
     ) -> None:
         self.config = config
+        self.orders = orders
         self._follower = follower
         self._fraud = fraud
         self._dialed: dict[int, Number] = {}
@@ -192,6 +204,9 @@ class Softphone:
         if self._fraud is not None and self._fraud.suspended and not self.emergency_dial:
             text = f"Calls are suspended for suspected fraud ({self._fraud.suspended})."
             verdict = Verdict(None, reasons=(Reason("fraud_suspended", text),))
+        outdated = self.orders.update_required() if self.orders is not None else None
+        if outdated is not None and not self.emergency_dial:
+            verdict = Verdict(None, reasons=(outdated,))
         if self._material is None:
             return self._verdict  # the certificate ended while the observation ran
         self._apply(verdict)
@@ -206,9 +221,9 @@ class Softphone:
         if not verdict.allowed:
             # The refusal is logged first, then acted upon (invariant 4).
             codes = tuple(r.code for r in verdict.reasons)
+            first = verdict.reasons[0]
             if codes != self._refusal_shown:
                 self._refusal_shown = codes
-                first = verdict.reasons[0]
                 self._emit(
                     {
                         "state": "refused",
@@ -216,7 +231,9 @@ class Softphone:
                         "reasons": [r.as_dict() for r in verdict.reasons],
                     }
                 )
-            if self._running:
+            if self._running and first.code in POLICY_REFUSALS:
+                self._unregister_and_free(first)  # the path is fine: leave properly
+            elif self._running:
                 self._teardown("path_lost", "The protected path was lost: calls are paused.")
             return
         self._refusal_shown = ()
@@ -359,6 +376,72 @@ class Softphone:
         """Why calls are suspended for suspected fraud, or None."""
         return self._fraud.suspended if self._fraud is not None else None
 
+    # -- what the portal decides (agent.orders) --------------------------------------------
+
+    def emit(self, state: dict[str, Any]) -> None:
+        self._emit(state)
+
+    @property
+    def store(self) -> keystore.SecretStore:
+        return self._store
+
+    @property
+    def tls(self) -> TlsFacts | None:
+        return self._registration.tls
+
+    def suspend(self, reason: str) -> None:
+        """Suspended (by the portal): logged, then unregistered properly; emergency calls
+        still go through a fresh session."""
+        assert self._fraud is not None
+        self._fraud.suspend(reason)
+        self.release(Reason("fraud_suspended", f"Calls are suspended: {reason}."))
+
+    def resume(self, by: str) -> None:
+        if self._fraud is not None and self._fraud.suspended:
+            self._fraud.resume(by)
+            self._emit({"state": "fraud_resumed", "by": by})
+        self._refusal_shown = ()
+        self._verdict = NOT_CHECKED
+        self.request_check(True)
+
+    def release(self, reason: Reason, drop_credentials: bool = False) -> None:
+        """Refuse with `reason`, unregister properly (the path is fine) and free the SIP
+        engine, but keep watching: the agent runs on, refusing, until things change.
+        `drop_credentials`: forget the in-memory material too (it must be enrolled again)."""
+        self._verdict = Verdict(None, reasons=(reason,))
+        if drop_credentials:
+            self._material, self._cert = None, None
+        self._refusal_shown = (reason.code,)
+        self._emit({"state": "refused", **reason.as_dict()})  # logged, then acted upon
+        self._unregister_and_free(reason)
+
+    def _unregister_and_free(self, reason: Reason) -> None:
+        if not self._running:
+            return
+        self._calls.drop_all(reason.code, reason.text)
+        if self._registration.registered:
+            self._registration.registered = False
+            self._emit({"state": "unregistered", **reason.as_dict()})
+            self._engine.unregister()
+            self.pump_sip(0.3)  # the un-REGISTER goes out: the SBC drops the contact
+        self._engine.shutdown(send=True)
+        self._running = False
+
+    def listens_outside_path(self) -> bool | None:
+        """Whether any socket of ours listens on an address other than the path's."""
+        local = self._verdict.local_address
+        try:
+            conns = psutil.Process().net_connections(kind="inet")
+        except psutil.Error:
+            return None
+        listening = [c for c in conns if c.status == psutil.CONN_LISTEN or not c.raddr]
+        if local is None:
+            return bool(listening)
+        return any(c.laddr.ip != local for c in listening if c.type == socket.SOCK_STREAM)
+
+    def keychain_backend(self) -> str:
+        return str(getattr(self._store, "backend_name", type(self._store).__name__))
+
     def situation(self) -> Situation:
         """What `agent.why.explain` needs to answer "why can't I call?"."""
         cert = self._cert
@@ -422,6 +505,8 @@ class Softphone:
             net = self._netwatch.wait(min(timeout_s, self._recheck_s, CONFIG_POLL_S))
         if self._follower is not None:
             self._follow_config()  # first: a fixed configuration revives a refused agent
+        if self.orders is not None and self._material is not None:
+            self.orders.follow(self)
         if self._material is None:
             return
         if self._certificate_ended():

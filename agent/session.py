@@ -13,6 +13,8 @@ from typing import Any
 from agent import keystore, managed, settings
 from agent.cli_records import open_fraud_guard, open_log, siem_targets
 from agent.events import EventLog, event_for
+from agent.fleet import FleetLink
+from agent.orders import Orders
 from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
 from agent.siem import BackgroundForwarder
@@ -53,6 +55,7 @@ class Session:
         self._follower = ConfigFollower(config_path, source, self.effective)
         self._engine = engine
         self._phone: Softphone | None = None
+        self.link: FleetLink | None = None
 
     @property
     def phone(self) -> Softphone:
@@ -65,17 +68,28 @@ class Session:
 
                 engine = Pjsua2Engine()
             config = self.effective.config
+            store = keystore.OsKeychain()
+            orders = None
+            if config.portal is not None:
+                link = FleetLink(config, store, self.log.path, poll_s=config.portal.poll_interval_s)
+                if link.enrolled:  # enrolled through the portal: report to it, obey it
+                    link.start()
+                    self.link = link
+                    orders = Orders(link)
             self._phone = Softphone(
                 config,
-                keystore.OsKeychain(),
+                store,
                 engine,
                 self.emit,
                 follower=self._follower,
                 fraud=open_fraud_guard(config),
+                orders=orders,
             )
         return self._phone
 
     def close(self) -> None:
+        if self.link is not None:
+            self.link.stop()
         if self.forwarder is not None:
             self.forwarder.stop()
         self.log.close()

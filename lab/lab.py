@@ -330,6 +330,12 @@ def _provision_enrollee(
     }
     (directory / "agents" / f"{ENROLLEE}.json").write_text(json.dumps(dave, indent=2) + "\n")
     _write(directory / "enroll-tokens.json", json.dumps({ENROLLEE: tokens}), secret=True)
+    # For a real portal in front of the lab (tests): who dave is at the SBC.
+    _write(
+        directory / "enrollee.json",
+        json.dumps({"user": ENROLLEE, "password": password}),
+        secret=True,
+    )
     return enroll_port, {
         "domain": DOMAIN,
         "tokens": {token: {"user": ENROLLEE, "password": password} for token in tokens},

@@ -198,7 +198,7 @@ def test_an_emergency_number_is_dialled_even_while_suspended(
 
     carol = config_of(lab, "carol")
     guard = FraudGuard(policy_from(config_mod.load(carol)), config_mod.load(carol).fraud.state_file)
-    guard._suspend("test: suspected fraud")
+    guard.suspend("test: suspected fraud")
     try:
         app = open_app(carol, ready="suspended")
         states: list[dict[str, Any]] = []

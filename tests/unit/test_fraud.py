@@ -62,7 +62,7 @@ def test_emergency_numbers_always_go_through_even_when_suspended(
     tmp_path: Path, dialed: str, region: str
 ) -> None:
     g = guard(tmp_path, region=region)
-    g._suspend("test")
+    g.suspend("test")
     decision = g.check(dialed, active_calls=99)
     assert (decision.action, decision.rule) == ("allow", "emergency")
 
@@ -143,7 +143,7 @@ def test_emergency_always_allowed_whatever_the_state(pair: tuple[str, str], call
 
     with tempfile.TemporaryDirectory() as d:
         g = guard(Path(d), region=pair[1], max_concurrent=0, deny_countries=(pair[1],))
-        g._suspend("property test")
+        g.suspend("property test")
         assert g.check(pair[0], active_calls=calls).allowed
         g.close()
 

@@ -50,6 +50,7 @@ IT_VALUES: dict[str, Any] = {
     "portal.ca_file": "/etc/guardphone/portal-ca.pem",
     "portal.spki_pins": [PIN],
     "portal.enrollment_token": "one-time-token-from-IT",
+    "portal.poll_interval_s": 60.0,
     "event_log": "/var/lib/guardphone/events.db",
     "fraud.region": "DE",
     "fraud.timezone": "Europe/Berlin",

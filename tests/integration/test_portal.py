@@ -1,0 +1,185 @@
+"""The real portal (uvicorn over TLS, its key pinned by the agent) in front of the lab SBC:
+a device enrolls with a portal token, registers, reports its posture and events; the
+helpdesk sees why it can or cannot call; a suspend command unregisters it (the SBC drops the
+contact), a resume command brings it back, and a policy demanding a newer agent refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+
+from agent import keystore
+from portal import db, staff
+from portal.app import issue_command, publish_policy
+from portal.db import CommandRow, Device, EventRow, PostureRow
+from portal.keys import PortalKeys, init_state
+from tests.services import agent, free_port, run_agent, run_cli
+
+pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
+
+
+@dataclass
+class Portal:
+    url: str
+    db_url: str
+    state: Path
+    proc: subprocess.Popen[bytes]
+
+    def session(self) -> Any:
+        return db.sessions(db.engine_for(self.db_url))()
+
+
+@pytest.fixture
+def portal(lab: Any, tmp_path: Path) -> Iterator[Portal]:
+    directory = Path(lab.directory)
+    state = tmp_path / "portal-state"
+    # The portal signs devices with the organisation's CA: the one the SBC trusts.
+    init_state(state, (directory / "ca.pem").read_bytes(), (directory / "ca.key").read_bytes())
+    db_url = f"sqlite:///{tmp_path / 'portal.db'}"
+    port = free_port(("127.0.0.1",))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portal", "serve", "--db", db_url, "--state", str(state),
+         "--domain", lab.domain, "--tls-cert", str(directory / "portal.pem"),
+         "--tls-key", str(directory / "portal.key"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"portal did not start: {proc.stderr.read() if proc.stderr else b''!r}"
+                ) from None
+            time.sleep(0.1)
+    yield Portal(f"https://127.0.0.1:{port}", db_url, state, proc)
+    proc.terminate()
+    proc.wait(10)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def dave(lab: Any, portal: Portal, store: Any, tmp_path: Path) -> Iterator[Path]:
+    directory = Path(lab.directory)
+    data = json.loads((directory / "agents" / "dave.json").read_text())
+    data["keychain_service"] = f"guardphone-portal-{tmp_path.name[-12:]}"
+    data["portal"]["url"] = portal.url
+    data["portal"]["poll_interval_s"] = 0.5
+    data["event_log"] = str(tmp_path / "dave-events.db")
+    data["fraud"] = {"state_file": str(tmp_path / "dave-fraud.db")}
+    config = tmp_path / "dave.json"
+    config.write_text(json.dumps(data))
+    yield config
+    keystore.delete_credentials(store, data["keychain_service"], "dave@lab.guardphone.test")
+
+
+def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
+    lab: Any, portal: Portal, dave: Path, env: dict[str, str]
+) -> None:
+    enrollee = json.loads((Path(lab.directory) / "enrollee.json").read_text())
+    with portal.session() as session:
+        token = staff.add_token(session, "dave", enrollee["password"], hours=1)
+        secret = staff.add_staff(session, "ines", "a long admin password", "admin")
+    done = run_cli(str(dave), "enroll", env=env, stdin=token + "\n")
+    assert done.returncode == 0, done.stderr
+    with portal.session() as session:
+        device = session.query(Device).one()
+        publish_policy(session, PortalKeys(portal.state), report_interval_s=60)
+
+    alice = next(u.config for u in lab.users if u.name == "alice")
+    with agent(dave, "register", env=env) as running:
+        running.wait_for("registered")
+
+        # Posture and events arrive, signed by the device.
+        def reported() -> Any:
+            with portal.session() as session:
+                row = session.query(PostureRow).filter_by(device_id=device.id).first()
+                events = session.query(EventRow).filter_by(device_id=device.id).count()
+                return row if row is not None and events >= 3 else None
+
+        report = wait_until(reported).report
+        assert report["sip"]["registered"] is True and report["srtp_mandatory"] is True
+        checks = {c["name"]: c["result"] for c in report["checks"]}
+        assert checks["Registered with the company SBC"] == "pass"
+        assert report["os"]["kernel"] and report["keychain_backend"].endswith("Keyring")
+
+        # The helpdesk page says why this person can (or cannot) call, after MFA login.
+        with httpx.Client(
+            base_url=portal.url, verify=str(Path(lab.directory) / "ca.pem"), follow_redirects=False
+        ) as web:
+            login = web.post(
+                "/login",
+                data={
+                    "name": "ines",
+                    "password": "a long admin password",
+                    "code": pyotp.TOTP(secret).now(),
+                },
+            )
+            assert login.status_code == 303 and login.headers["location"] == "/helpdesk"
+            page = web.get(f"/helpdesk/devices/{device.id}")
+            assert page.status_code == 200 and "Can call" in page.text
+            listing = web.get("/helpdesk", params={"q": "dave"})
+            assert device.id in listing.text
+
+            # Suspend: logged, unregistered properly: the SBC no longer has dave's contact.
+            with portal.session() as session:
+                issue_command(
+                    session, PortalKeys(portal.state), device.id, "suspend", "test", "ines"
+                )
+            gone = running.wait_for("unregistered")
+            assert gone["code"] == "fraud_suspended"
+            _, lines, _ = run_agent(alice, "call", "sip:dave@lab.guardphone.test", env=env)
+            assert next(line for line in lines if line["state"] == "call_failed")["sip_code"] == 404
+            page = wait_until(
+                lambda: (
+                    (p := web.get(f"/helpdesk/devices/{device.id}")).text.count("Cannot call") and p
+                )
+            )
+            assert "suspended by your organisation" in page.text  # the reason, in words
+
+            # Resume: registers again.
+            with portal.session() as session:
+                issue_command(session, PortalKeys(portal.state), device.id, "resume", "", "ines")
+            running.wait_for("registered")
+
+            # A policy demanding a newer agent: refused, "update required".
+            with portal.session() as session:
+                publish_policy(
+                    session,
+                    PortalKeys(portal.state),
+                    min_agent_version="9.0.0",
+                    below_min_version="refuse",
+                )
+            refused = running.wait_for("refused")
+            assert refused["code"] == "update_required"
+            assert running.wait_for("unregistered")["code"] == "update_required"
+
+    types = [line["state"] for line in running.lines]
+    assert types.count("portal_command") == 2 and "fraud_resumed" in types
+    with portal.session() as session:
+        assert all(c.done_at is not None for c in session.query(CommandRow))
