@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,9 @@ bench-fraud-events: deps ## figures: fraud decision, event appends, query over 1
 
 bench-tray: deps ## figures: the registered tray app's idle RSS, CPU and wake-ups
 	@scripts/keychain-session.sh scripts/desktop-session.sh $(VENV)/python -m bench.tray_idle
+
+bench-portal: deps ## figures: signed reports/s and the helpdesk list at 100,000 devices
+	@$(VENV)/python -m bench.portal
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh

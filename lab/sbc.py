@@ -51,6 +51,17 @@ def module_dir() -> Path:
     return Path("/usr/lib") / multiarch / "kamailio" / "modules"
 
 
+OPENSSL_NO_TICKETS = """\
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_section
+[ssl_section]
+system_default = system_default_section
+[system_default_section]
+Options = -SessionTicket
+"""
+
+
 def render_tls_cfg(files: SbcFiles, port: int, impostors: bool = True) -> str:
     """tls.cfg; `impostors` adds the expired and rogue servers (loopback lab only)."""
 
@@ -121,6 +132,12 @@ def start(
     if check.returncode != 0:
         raise LabError(f"Kamailio rejected {cfg}:\n{check.stderr[-2000:]}")
     prefix = ["ip", "netns", "exec", netns] if netns else []
+    # No TLS session tickets: Debian 12's Kamailio 5.6 with OpenSSL 3 can crash (SIGSEGV in
+    # d2i_SSL_SESSION under tls_accept, seen in CI) when a client resumes with one; and the
+    # agent never resumes anyway (every connection is a full, freshly verified handshake).
+    openssl_conf = cfg.with_name("openssl-sbc.cnf")
+    openssl_conf.write_text(OPENSSL_NO_TICKETS)
+    env = {**os.environ, "OPENSSL_CONF": str(openssl_conf)}
     with logfile.open("ab") as log:
         proc = subprocess.Popen(
             [
@@ -141,6 +158,7 @@ def start(
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -270,3 +270,28 @@ def test_credentials_show_lists_facts_never_the_key(
     key = store.get("guardphone", "alice@lab.guardphone.test/device-key")
     body = "".join(key.strip().splitlines()[1:-1])
     assert body[:40] not in done.stdout and "PRIVATE" not in done.stdout
+
+
+def test_lab_sbc_issues_no_tls_session_tickets(lab: Any, store: Any) -> None:
+    """Kamailio 5.6 with OpenSSL 3 crashed resuming a ticket (a CI run lost its SBC): the
+    lab turns tickets off, and this keeps them off."""
+    import socket
+    import ssl
+
+    from agent import keystore
+    from tunnel.sbc import memory_file
+
+    creds = keystore.load_credentials(store, lab.keychain_service, "alice@lab.guardphone.test")
+    ctx = ssl.create_default_context(cafile=str(Path(lab.directory) / "ca.pem"))
+    ctx.check_hostname = False
+    with (  # the key stays in memory, as the agent keeps it
+        memory_file("cert", creds.cert_pem.encode()) as cert,
+        memory_file("key", creds.key_pem.encode()) as key,
+    ):
+        ctx.load_cert_chain(cert, key)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with (
+        socket.create_connection(("127.0.0.1", lab.port), timeout=5) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        assert tls.session is not None and not tls.session.has_ticket

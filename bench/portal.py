@@ -1,0 +1,195 @@
+"""Portal figures, on SQLite and PostgreSQL in the same run:
+- signed posture reports ingested per second through the API (FastAPI in-process: request
+  parsing, signature check, nonce insert, report and device update), against the bare
+  database writes the same reports need (the floor under it);
+- the helpdesk's device list at 100,000 devices (search and "non-compliant only"), p50/p95,
+  against the bare SELECT it runs.
+Run with `make bench-portal` (as root: PostgreSQL runs as its own user). `-n` sets the
+number of reports (default 2000). Prints a table; writes JSON with the machine to
+bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, or_, select
+
+from agent import report, schemas
+from agent.enroll import _new_key_and_csr
+from bench import results_file
+from portal import db, staff
+from portal.app import PortalConfig, create_app
+from portal.db import Device, Nonce, PostureRow
+from portal.keys import init_state
+
+DEVICES = 100_000
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def posture_doc(device: str, i: int) -> dict[str, Any]:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=i)
+    return schemas.PostureReport(
+        device_id=device,
+        account="alice@corp.example",
+        time=when.isoformat(),
+        agent_version="0.1.0",
+        firewall_active=True,
+        screen_lock=True,
+        srtp_mandatory=True,
+    ).model_dump()
+
+
+def ingest(db_url: str, state: Path, n: int) -> dict[str, float]:
+    from fastapi.testclient import TestClient
+
+    db.migrate(db_url)
+    app = create_app(PortalConfig(db_url, state, "corp.example"))
+    with TestClient(app, base_url="https://portal.bench") as client:
+        with app.state.sessions() as session:
+            token = staff.add_token(session, "alice", "pw-for-bench")
+        key, csr = _new_key_and_csr("alice")
+        device = client.post("/v1/enroll", json={"token": token, "csr": csr}).json()["device_id"]
+        # Signing happens on the device: prepare the requests first, time only the portal.
+        requests = []
+        for i in range(n):
+            body = report.body_of(posture_doc(device, i))
+            requests.append((body, report.signed_headers(key, device, "POST", "/v1/posture", body)))
+        t0 = time.perf_counter()
+        for body, headers in requests:
+            answer = client.post("/v1/posture", content=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+        ours = n / (time.perf_counter() - t0)
+    # The floor: the same rows written straight to the database, one transaction each.
+    engine = db.engine_for(db_url)
+    maker = db.sessions(engine)
+    t0 = time.perf_counter()
+    for i, (_, headers) in enumerate(requests):
+        with maker() as session:
+            session.execute(insert(Nonce).values(device_id=device, nonce=f"bare-{i}"))
+            session.execute(
+                insert(PostureRow).values(
+                    device_id=device,
+                    report=posture_doc(device, i),
+                    signature=headers["X-Guardphone-Signature"],
+                )
+            )
+            row = session.get(Device, device)
+            assert row is not None
+            row.last_report_time = str(i)
+            session.commit()
+    bare = n / (time.perf_counter() - t0)
+    engine.dispose()
+    return {"api": ours, "bare": bare}
+
+
+def listing(db_url: str, state: Path, rounds: int = 40) -> dict[str, float]:
+    from fastapi.testclient import TestClient
+
+    engine = db.engine_for(db_url)
+    maker = db.sessions(engine)
+    with maker() as session:
+        have = session.query(Device).count()
+        batch = []
+        for i in range(have, DEVICES):
+            bad = i % 7 == 0
+            batch.append(
+                {
+                    "id": f"dev-{i:08x}",
+                    "user": f"user{i}",
+                    "hostname": f"laptop-{i}",
+                    "cert_pem": "-",
+                    "compliant": not bad,
+                    "problems": "host firewall: off" if bad else "",
+                    "last_report_time": "",
+                    "agent_version": "0.1.0",
+                }
+            )
+            if len(batch) == 5000:
+                session.execute(insert(Device), batch)
+                batch = []
+        if batch:
+            session.execute(insert(Device), batch)
+        session.commit()
+        secret = staff.add_staff(session, "bench", "a long bench password", "helpdesk")
+    app = create_app(PortalConfig(db_url, state, "corp.example"))
+    import pyotp
+
+    ours, bare = [], []
+    with TestClient(app, base_url="https://portal.bench") as client:
+        client.post(
+            "/login",
+            data={
+                "name": "bench",
+                "password": "a long bench password",
+                "code": pyotp.TOTP(secret).now(),
+            },
+        )
+        for i in range(rounds):
+            params = {"q": f"user{(i * 7919) % DEVICES}"} if i % 2 else {"noncompliant": "true"}
+            t0 = time.perf_counter()
+            answer = client.get("/helpdesk", params=params)
+            ours.append((time.perf_counter() - t0) * 1000)
+            assert answer.status_code == 200
+            with maker() as session:
+                t0 = time.perf_counter()
+                query = select(Device).order_by(Device.user, Device.id)
+                if "q" in params:
+                    like = f"%{params['q']}%"
+                    query = query.where(or_(Device.user.ilike(like), Device.hostname.ilike(like)))
+                else:
+                    query = query.where(Device.compliant.is_(False))
+                list(session.scalars(query.limit(staff.PAGE)))
+                bare.append((time.perf_counter() - t0) * 1000)
+    engine.dispose()
+    return {
+        "p50": percentile(ours, 0.5),
+        "p95": percentile(ours, 0.95),
+        "bare_p50": percentile(bare, 0.5),
+        "bare_p95": percentile(bare, 0.95),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=2000)
+    args = parser.parse_args()
+    from tests.portal.conftest import Postgres
+
+    tmp = Path(tempfile.mkdtemp(prefix="guardphone-bench-portal-"))
+    state = tmp / "state"
+    init_state(state)
+    pg = Postgres()
+    figures: dict[str, Any] = {}
+    try:
+        urls = {"sqlite": f"sqlite:///{tmp / 'portal.db'}", "postgresql": pg.new_database()}
+        for name, url in urls.items():
+            figures[name] = {"ingest": ingest(url, state, args.n), "list": listing(url, state)}
+    finally:
+        pg.stop()
+    print(f"{'figure':52} {'portal':>10} {'bare db':>10} {'ratio':>6}")
+    for name, got in figures.items():
+        ing, lst = got["ingest"], got["list"]
+        rows = [
+            ("signed reports ingested / s", ing["api"], ing["bare"]),
+            (f"helpdesk list p95 at {DEVICES} devices (ms)", lst["p95"], lst["bare_p95"]),
+            ("helpdesk list p50 (ms)", lst["p50"], lst["bare_p50"]),
+        ]
+        for label, ours, bare in rows:
+            print(f"{name + ': ' + label:52} {ours:>10.1f} {bare:>10.1f} {ours / bare:>6.2f}")
+    results_file.write("portal", {"n": args.n, "devices": DEVICES, "figures": figures})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
