@@ -287,3 +287,37 @@ def agent(config: Path | str, *args: str, env: dict[str, str]) -> Iterator[Agent
         yield proc
     finally:
         proc.stop()
+
+
+class PortalProcess:
+    """`python -m portal serve` over TLS on a free loopback port, stopped by PID."""
+
+    def __init__(self, db_url: str, state: Path, domain: str, cert: Path, key: Path) -> None:
+        self.port = free_port(("127.0.0.1",))
+        self.url = f"https://127.0.0.1:{self.port}"
+        serve = ["serve", "--db", db_url, "--state", str(state), "--domain", domain]
+        tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "portal", *serve, *tls],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read() if self.proc.stderr else b""
+                    self.stop()
+                    raise RuntimeError(f"the portal did not start: {err[-2000:]!r}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -7,9 +7,6 @@ contact), a resume command brings it back, and a policy demanding a newer agent 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +22,7 @@ from portal import db, staff
 from portal.app import issue_command, publish_policy
 from portal.db import CommandRow, Device, EventRow, PostureRow
 from portal.keys import PortalKeys, init_state
-from tests.services import agent, free_port, run_agent, run_cli
+from tests.services import PortalProcess, agent, run_agent, run_cli
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
 
@@ -35,7 +32,6 @@ class Portal:
     url: str
     db_url: str
     state: Path
-    proc: subprocess.Popen[bytes]
 
     def session(self) -> Any:
         return db.sessions(db.engine_for(self.db_url))()
@@ -48,28 +44,11 @@ def portal(lab: Any, tmp_path: Path) -> Iterator[Portal]:
     # The portal signs devices with the organisation's CA: the one the SBC trusts.
     init_state(state, (directory / "ca.pem").read_bytes(), (directory / "ca.key").read_bytes())
     db_url = f"sqlite:///{tmp_path / 'portal.db'}"
-    port = free_port(("127.0.0.1",))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "portal", "serve", "--db", db_url, "--state", str(state),
-         "--domain", lab.domain, "--tls-cert", str(directory / "portal.pem"),
-         "--tls-key", str(directory / "portal.key"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"portal did not start: {proc.stderr.read() if proc.stderr else b''!r}"
-                ) from None
-            time.sleep(0.1)
-    yield Portal(f"https://127.0.0.1:{port}", db_url, state, proc)
-    proc.terminate()
-    proc.wait(10)
+    server = PortalProcess(
+        db_url, state, lab.domain, directory / "portal.pem", directory / "portal.key"
+    )
+    yield Portal(server.url, db_url, state)
+    server.stop()
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
