@@ -70,6 +70,10 @@ echo "== alice's security event log: every step above, hash-chained"
 "$gp" --config "$alice" events verify
 
 echo
+echo "== The portal beside the lab: dave enrolls with a token, registers, reports; the helpdesk reads it"
+.venv/bin/python scripts/demo_portal.py "$labdir" "$out"
+
+echo
 echo "== The tray app: alice on her laptop, registered and ready to call bob"
 if ((${#net[@]})); then  # put the lab back: tunnel up, SBC reachable
   ip -n gp-laptop link set gp-wg-laptop up
