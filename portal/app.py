@@ -100,9 +100,12 @@ async def device(request: Request, session: Session = Depends(db)) -> Device:  #
     signed = schemas.signed_request_bytes(request.method, request.url.path, when, nonce, body)
     if not verify_device(found.cert_pem, signed, signature):
         raise problem(401, "bad_signature", "not signed by this device's key")
+    # The nonce is written in the request's own transaction (one commit per request; every
+    # device endpoint commits): a second request with it fails here, or at that commit,
+    # whichever portal process gets it.
     session.add(Nonce(device_id=device_id, nonce=nonce))
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:
         session.rollback()
         raise problem(409, "replayed", "this request was already received") from None
@@ -167,9 +170,10 @@ async def posture(
     session: Session = Depends(db),  # noqa: B008
 ) -> dict[str, Any]:
     report = _parse(schemas.PostureReport, await request.body())
-    if report.device_id != me.id:
-        raise problem(403, "other_device", "a report about another device")
-    if me.last_report_time and report.time <= me.last_report_time:
+    if report.device_id != me.id or (me.last_report_time and report.time <= me.last_report_time):
+        session.commit()  # the request's nonce: the same request is not tried twice
+        if report.device_id != me.id:
+            raise problem(403, "other_device", "a report about another device")
         raise problem(409, "replayed", "not newer than the last report")
     device_row = session.get(Device, me.id)
     assert device_row is not None
@@ -199,8 +203,12 @@ async def events(
 ) -> dict[str, Any]:
     batch = _parse(schemas.EventBatch, await request.body())
     if batch.device_id != me.id:
+        session.commit()  # the request's nonce
         raise problem(403, "other_device", "events of another device")
-    for _attempt in range(3):  # another process may be storing the same batch right now
+    nonce = request.headers[schemas.H_NONCE]
+    for attempt in range(3):  # another process may be storing the same batch right now
+        if attempt:
+            session.add(Nonce(device_id=me.id, nonce=nonce))  # the rollback took it too
         seqs = [e.seq for e in batch.events]
         have = set(
             session.scalars(
@@ -229,6 +237,7 @@ def policy(
     me: Device = Depends(device),  # noqa: B008
     session: Session = Depends(db),  # noqa: B008
 ) -> Response:
+    session.commit()  # the request's nonce
     row = session.scalars(select(PolicyRow).order_by(PolicyRow.version.desc()).limit(1)).first()
     if row is None:
         return JSONResponse({"error": "no_policy"}, status_code=404)
@@ -244,6 +253,7 @@ def commands(
     me: Device = Depends(device),  # noqa: B008
     session: Session = Depends(db),  # noqa: B008
 ) -> list[dict[str, Any]]:
+    session.commit()  # the request's nonce
     rows = session.scalars(
         select(CommandRow)
         .where(CommandRow.device_id == me.id, CommandRow.done_at.is_(None))
@@ -263,6 +273,7 @@ def command_done(
 ) -> dict[str, Any]:
     row = session.get(CommandRow, command_id)
     if row is None or row.device_id != me.id:
+        session.commit()  # the request's nonce
         raise problem(404, "no_such_command", str(command_id))
     row.done_at = row.done_at or utcnow()
     session.commit()
