@@ -6,7 +6,10 @@ before it is acted upon, and acknowledged after.
 from __future__ import annotations
 
 import queue
+import socket
 from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from agent import keystore
 from agent.fleet import AGENT_VERSION, FleetLink
@@ -128,11 +131,11 @@ def voip_facts(phone: Softphone) -> dict[str, Any]:
             reason_code=None if phone.registered or failure is None else failure.code,
             reason=None if phone.registered or failure is None else failure.text,
             transports=["tls"] if phone.registered else [],
-            plaintext_listener=phone.listens_outside_path(),
+            plaintext_listener=listens_outside_path(phone),
         ),
         "srtp_mandatory": True,  # agent.phone: PJMEDIA_SRTP_MANDATORY, not configurable
         "fraud": FraudFacts(suspended=situation.suspended),
-        "keychain_backend": phone.keychain_backend(),
+        "keychain_backend": keychain_backend(phone),
         "last_event_hash": None,
         "certificate_not_after": cert.summary.not_after.isoformat() if cert else None,
         "checks": [
@@ -140,3 +143,20 @@ def voip_facts(phone: Softphone) -> dict[str, Any]:
             for c in explain(phone.config, situation)
         ],
     }
+
+
+def listens_outside_path(phone: Softphone) -> bool | None:
+    """Whether any socket of ours listens on an address other than the path's."""
+    local = phone.verdict.local_address
+    try:
+        conns = psutil.Process().net_connections(kind="inet")
+    except psutil.Error:
+        return None
+    listening = [c for c in conns if c.status == psutil.CONN_LISTEN or not c.raddr]
+    if local is None:
+        return bool(listening)
+    return any(c.laddr.ip != local for c in listening if c.type == socket.SOCK_STREAM)
+
+
+def keychain_backend(phone: Softphone) -> str:
+    return str(getattr(phone.store, "backend_name", type(phone.store).__name__))

@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from agent import enroll, keystore, material
-from agent.calls import CallBook, CallRecord
+from agent.calling import CallControls
+from agent.calls import CallBook
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
-from agent.fraud import FraudGuard, Number, dialed_number, judge_dial
+from agent.fraud import FraudGuard, Number
 from agent.gate import Observations, Verdict, decide
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
@@ -27,19 +26,11 @@ from agent.registration import Registration
 from agent.reload import ConfigFollower
 from agent.sip import (
     AudioDevice,
-    CallEnded,
-    CallMediaActive,
-    CallStateChanged,
-    IncomingCall,
-    RegistrationChanged,
     SipEngine,
-    SipEvent,
     TlsFacts,
     TlsMaterial,
-    TransportChanged,
-    UnsolicitedRequest,
 )
-from agent.why import Situation
+from agent.why import Situation, situation_of
 
 if TYPE_CHECKING:
     from agent.orders import Orders
@@ -63,15 +54,12 @@ CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is no
 # SBC properly (un-REGISTER) instead of dropping everything without a word.
 POLICY_REFUSALS = ("fraud_suspended", "update_required", "reenroll_required")
 
-# Reasons that are about this device's own credentials (shown on the certificate check).
-CREDENTIAL_CODES = ("device_cert", "client_cert", "credentials", "identity", "keychain")
-
 NOT_CHECKED = Verdict(
     None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
 )
 
 
-class Softphone:
+class Softphone(CallControls):
     """One account on one SIP engine, driven from a single thread."""
 
     def __init__(
@@ -314,64 +302,6 @@ class Softphone:
         return self._registration.failure
 
     @property
-    def finished_calls(self) -> list[CallRecord]:
-        return list(self._calls.finished)
-
-    @property
-    def active_calls(self) -> list[CallRecord]:
-        return list(self._calls.active.values())
-
-    # -- calls ---------------------------------------------------------------------------
-
-    def call(self, target: str) -> CallRecord:
-        """Place a call to a SIP URI or a phone number (the fraud guard judges numbers)."""
-        if self._running and self._observer is not None:
-            self.check()  # the path is checked again right before every outgoing call
-        if not self._verdict.allowed:
-            raise Refused(self._verdict.reasons[0])
-        if not self._registration.registered:
-            raise Refused(Reason("not_registered", "Not registered: calls are paused."))
-        dialed = dialed_number(target)  # a number, typed or inside a URI, meets the guard
-        number = self._judge_dial(dialed) if dialed is not None else None
-        uri = number[0] if number else target
-        self._emit({"state": "calling", "uri": uri})
-        record = self._calls.placed(self._engine.call(uri), uri)
-        if number:
-            self._dialed[record.call_id] = number[1]  # its minutes count when it ends
-        return record
-
-    def _judge_dial(self, dialed: str) -> tuple[str, Number]:
-        """Before an INVITE exists: the guard's decision is logged, then obeyed."""
-        assert self._fraud is not None
-        try:
-            return judge_dial(
-                self._fraud, dialed, len(self._calls.active), self._emit, self.config.account.domain
-            )
-        except Refused as exc:
-            if exc.reason.code == "fraud_suspended":
-                # The path is fine, so unregister properly: the SBC drops the contact.
-                self._verdict = Verdict(None, reasons=(exc.reason,))
-                self.stop(reason=exc.reason)
-            raise
-
-    def hangup(self, call_id: int) -> None:
-        self._engine.hangup(call_id)
-
-    def answer(self, call_id: int) -> None:
-        if call_id in self._calls.active:
-            self._engine.answer(call_id)
-
-    def set_mute(self, call_id: int, muted: bool) -> None:
-        self._engine.set_mute(call_id, muted)
-
-    def set_hold(self, call_id: int, held: bool) -> None:
-        self._engine.set_hold(call_id, held)
-
-    def send_dtmf(self, call_id: int, digits: str) -> None:
-        if digits and all(d in "0123456789*#ABCD" for d in digits):
-            self._engine.send_dtmf(call_id, digits)
-
-    @property
     def suspended(self) -> str | None:
         """Why calls are suspended for suspected fraud, or None."""
         return self._fraud.suspended if self._fraud is not None else None
@@ -427,39 +357,9 @@ class Softphone:
         self._engine.shutdown(send=True)
         self._running = False
 
-    def listens_outside_path(self) -> bool | None:
-        """Whether any socket of ours listens on an address other than the path's."""
-        local = self._verdict.local_address
-        try:
-            conns = psutil.Process().net_connections(kind="inet")
-        except psutil.Error:
-            return None
-        listening = [c for c in conns if c.status == psutil.CONN_LISTEN or not c.raddr]
-        if local is None:
-            return bool(listening)
-        return any(c.laddr.ip != local for c in listening if c.type == socket.SOCK_STREAM)
-
-    def keychain_backend(self) -> str:
-        return str(getattr(self._store, "backend_name", type(self._store).__name__))
-
     def situation(self) -> Situation:
         """What `agent.why.explain` needs to answer "why can't I call?"."""
-        cert = self._cert
-        problem = next(
-            (r for r in self._verdict.reasons if r.code.startswith(CREDENTIAL_CODES)), None
-        )
-        return Situation(
-            verdict=self._verdict,
-            seen=self.last_seen,
-            certificate=None
-            if cert is None
-            else f"Valid until {cert.summary.not_after:%Y-%m-%d} (serial {cert.summary.serial}).",
-            certificate_problem=problem,
-            registered=self._registration.registered,
-            registration_failure=self._registration.failure,
-            suspended=self.suspended,
-            support_reference=self.config.account_id,
-        )
+        return situation_of(self)
 
     @property
     def recheck_s(self) -> float:
@@ -480,9 +380,6 @@ class Softphone:
     def certificate(self) -> CertWatch | None:
         """The device certificate in use (None before `begin` or after it ended)."""
         return self._cert
-
-    def auto_answer(self, enabled: bool = True) -> None:
-        self._auto_answer = enabled
 
     # -- the event loop ------------------------------------------------------------------
 
@@ -576,44 +473,3 @@ class Softphone:
         """SIP events only (no path checks): for the moments around a shutdown."""
         for event in self._engine.poll(timeout_s):
             self.handle(event)
-
-    def handle(self, event: SipEvent) -> None:
-        log.info("sip event: %s", event)
-        s = self._registration
-        if isinstance(event, TransportChanged):
-            if self._registration.on_transport(event, self.server):
-                self._probe_again = True  # prove the path again before pjsip reconnects
-                if self._observer is not None:
-                    self._observer.forget_sbc()
-        elif isinstance(event, RegistrationChanged):
-            self._registration.on_registration(
-                event,
-                self.server,
-                self.config.account_id,
-                self.config.account.user,
-                self._verdict.path,
-            )
-        elif isinstance(event, IncomingCall):
-            self._calls.incoming(event, self.config.account.domain)
-            if self._auto_answer:
-                self._engine.answer(event.call_id)
-        elif isinstance(event, UnsolicitedRequest):
-            log.warning("refused %s from %s (not the SBC)", event.method, event.source)
-            self._emit(
-                {
-                    "state": "sip.unsolicited",
-                    "source": event.source,
-                    "method": event.method,
-                    "from": event.from_uri,
-                }
-            )
-        elif isinstance(event, CallStateChanged):
-            self._calls.state_changed(event, self._verdict.path, s.tls)
-        elif isinstance(event, CallMediaActive):
-            if not self._calls.media_active(event):
-                self._engine.hangup(event.call_id)
-        elif isinstance(event, CallEnded):
-            self._calls.ended(event)
-            number = self._dialed.pop(event.call_id, None)
-            if number is not None and number.e164 and self._fraud is not None:
-                self._fraud.record_call(number.e164, event.duration_s, number.international)

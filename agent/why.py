@@ -9,6 +9,7 @@ path are "not checked" rather than guessed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig
 from agent.gate import (
@@ -20,6 +21,9 @@ from agent.gate import (
     decide,
 )
 from agent.reasons import Reason
+
+if TYPE_CHECKING:
+    from agent.service import Softphone
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 
@@ -197,3 +201,26 @@ def _registration(s: Situation) -> Check:
     if not s.verdict.allowed:
         return Check(title, UNKNOWN, "Waits for a protected path.")
     return Check(title, UNKNOWN, "Registering…")
+
+
+# Reasons that are about this device's own credentials (shown on the certificate check).
+CREDENTIAL_CODES = ("device_cert", "client_cert", "credentials", "identity", "keychain")
+
+
+def situation_of(phone: Softphone) -> Situation:
+    """The supervisor's state, as `explain` needs it (read through its public side)."""
+    verdict = phone.verdict
+    cert = phone.certificate
+    problem = next((r for r in verdict.reasons if r.code.startswith(CREDENTIAL_CODES)), None)
+    return Situation(
+        verdict=verdict,
+        seen=phone.last_seen,
+        certificate=None
+        if cert is None
+        else f"Valid until {cert.summary.not_after:%Y-%m-%d} (serial {cert.summary.serial}).",
+        certificate_problem=problem,
+        registered=phone.registered,
+        registration_failure=phone.failure,
+        suspended=phone.suspended,
+        support_reference=phone.config.account_id,
+    )

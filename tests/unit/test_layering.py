@@ -35,3 +35,26 @@ print('ok')
 
 def test_agent_package_init_imports_nothing() -> None:
     assert (ROOT / "agent" / "__init__.py").read_text().strip() in ("", '"""guardphone agent."""')
+
+
+def test_portal_imports_only_the_shared_schemas_from_the_agent() -> None:
+    # The portal never loads pjsua2, Qt, the keychain or the agent's supervisor.
+    code = """
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split('.')[0]
+        if top in ('PySide6', 'pjsua2', 'keyring', 'ui', 'lab', 'tunnel') or (
+            top == 'agent' and name not in ('agent', 'agent.schemas')
+        ):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import portal
+for mod in pkgutil.iter_modules(portal.__path__):
+    importlib.import_module('portal.' + mod.name)
+print('ok')
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
