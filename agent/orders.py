@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -23,11 +24,15 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int("".join(c for c in part if c.isdigit()) or 0) for part in text.split("."))
 
 
+FACTS_EVERY_S = 5.0
+
+
 class Orders:
     def __init__(self, link: FleetLink) -> None:
         self.link = link
         self._warned_version: str | None = None
         self._last_can_call: tuple[bool, tuple[Reason, ...]] | None = None
+        self._facts_at = 0.0
 
     def update_required(self) -> Reason | None:
         """A refusal when the policy demands a newer agent and says to refuse below it."""
@@ -47,8 +52,13 @@ class Orders:
     def follow(self, phone: Softphone) -> None:
         """On the supervisor's thread: hand over the VoIP facts (a fresh report when calling
         became possible or impossible: the helpdesk sees the change), carry out commands."""
-        self.link.voip = voip_facts(phone)
         can_call = (phone.registered, phone.verdict.reasons[:1])
+        now = time.monotonic()
+        if can_call != self._last_can_call or now - self._facts_at >= FACTS_EVERY_S:
+            # Rebuilt when something changed or every few seconds, not on every pump (a
+            # call pumps every 20 ms).
+            self.link.voip = voip_facts(phone)
+            self._facts_at = now
         if can_call != self._last_can_call:
             self._last_can_call = can_call
             self.link.report_now()
