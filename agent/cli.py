@@ -192,6 +192,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         report.update({"state": "refused", **exc.reason.as_dict()})
     except keystore.KeychainError as exc:
         report.update({"state": "refused", "code": "keychain_unavailable", "reason": str(exc)})
+    if cfg.portal is not None and "keychain" in report:  # the link to the portal
+        from agent.cli_records import default_log_path
+        from agent.fleet import FleetLink
+        from agent.fleet import summary as link_summary
+
+        link = FleetLink(cfg, keystore.OsKeychain(), cfg.event_log or default_log_path())
+        report["portal"] = link_summary(link)
+        link.stop()
     if cfg.siem:  # where the event log goes: per destination state, lag, last error
         log = open_log(cfg)
         forwarder = open_forwarder(cfg, log)

@@ -190,6 +190,7 @@ class FleetLink:
         self._fetch_commands()
         self.status.state, self.status.last_error = "ok", ""
         self.status.last_contact = dt.datetime.now(dt.UTC).isoformat()
+        self._outbox.set("last_contact", self.status.last_contact)
         self.status.queued = self._outbox.count()
 
     def build_report(self) -> schemas.PostureReport:
@@ -268,8 +269,23 @@ class FleetLink:
         return request_pinned(url, read_ca(portal.ca_file), portal.spki_pins, method, body, headers)
 
 
-def status_of(link: FleetLink | None) -> dict[str, Any]:
-    """For `guardphone status`: the link's state, its queue and the policy in force."""
-    if link is None:
-        return {"state": "no_portal"}
-    return {**link.status.__dict__, "policy_version": link.policy.version if link.policy else None}
+def summary(link: FleetLink) -> dict[str, Any]:
+    """For `guardphone status` (read from the outbox; nothing is sent): whether this device
+    reports to the portal, what waits, the policy in force, the last successful contact."""
+    if not link.enrolled:
+        return {"state": "not enrolled through the portal"}
+    events = EventLog(link._event_log)
+    try:
+        newest = next(iter(events.query(limit=1, newest_first=True)), None)
+    finally:
+        events.close()
+    sent = int(link._outbox.get("events_sent", "0"))
+    policy = link.policy
+    return {
+        "device_id": link.device_id,
+        "queued_reports": link._outbox.count(),
+        "events_not_yet_sent": max(0, (newest.seq if newest else 0) - sent),
+        "policy_version": policy.version if policy else None,
+        "min_agent_version": policy.min_agent_version if policy else None,
+        "last_contact": link._outbox.get("last_contact") or "never",
+    }

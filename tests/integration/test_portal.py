@@ -158,6 +158,9 @@ def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
             assert refused["code"] == "update_required"
             assert running.wait_for("unregistered")["code"] == "update_required"
 
+    status = json.loads(run_cli(str(dave), "status", "--json", env=env).stdout)["portal"]
+    assert status["device_id"] == device.id and status["policy_version"] == 2
+    assert status["last_contact"] != "never" and status["min_agent_version"] == "9.0.0"
     types = [line["state"] for line in running.lines]
     assert types.count("portal_command") == 2 and "fraud_resumed" in types
     with portal.session() as session:
