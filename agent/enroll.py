@@ -110,13 +110,25 @@ def renew(config: AgentConfig, store: keystore.SecretStore) -> Enrolled:
         raise EnrollError("no_portal", "No portal is configured: renewal is not possible.")
     current = keystore.load_credentials(store, config.keychain_service, config.account_id)
     key, csr_pem = _new_key_and_csr(config.account.user)
-    status, answer = post_pinned(
-        portal.url.rstrip("/") + "/v1/renew",
-        read_ca(portal.ca_file),
-        portal.spki_pins,
-        {"csr": csr_pem},
-        client=current,
+    url = portal.url.rstrip("/") + "/v1/renew"
+    device_id = store.get(
+        config.keychain_service, keystore.entry_name(config.account_id, DEVICE_ID)
     )
+    if device_id and store.get(
+        config.keychain_service, keystore.entry_name(config.account_id, POLICY_KEY)
+    ):
+        # Enrolled through the portal: the request is signed with the current device key.
+        from agent import report
+
+        body = json.dumps({"csr": csr_pem}).encode()
+        headers = report.signed_headers(current.key_pem, device_id, "POST", "/v1/renew", body)
+        status, _, answer = request_pinned(
+            url, read_ca(portal.ca_file), portal.spki_pins, "POST", body, headers
+        )
+    else:  # an endpoint that authenticates by the current certificate (mutual TLS)
+        status, answer = post_pinned(
+            url, read_ca(portal.ca_file), portal.spki_pins, {"csr": csr_pem}, client=current
+        )
     if status != 200:
         raise EnrollError("renew_refused", f"The portal did not renew the certificate ({status}).")
     try:

@@ -105,7 +105,7 @@ class FleetLink:
         self.status = LinkStatus(state="idle" if self.enrolled else "not_enrolled")
         self.commands: queue.Queue[schemas.Command] = queue.Queue()
         self.voip: dict[str, Any] = {}  # set by the supervisor, on its thread, as a whole
-        self._key_pem = creds.key_pem if creds else ""
+        self._store = store
         self._event_log = event_log
         self._host_facts = host_facts
         self._outbox = Outbox(event_log.with_name(event_log.stem + "-portal-outbox.db"))
@@ -164,7 +164,7 @@ class FleetLink:
             try:
                 self.sync()
                 failures, wait = 0, self.poll_s
-            except (EnrollError, OSError, ValueError) as exc:
+            except (EnrollError, OSError, ValueError, keystore.KeychainError) as exc:
                 failures += 1
                 self.status.state, self.status.last_error = "retrying", str(exc)
                 wait = min(BACKOFF_MAX_S, 2.0**failures) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
@@ -262,7 +262,11 @@ class FleetLink:
         portal = self.config.portal
         assert portal is not None and self.device_id
         path, _, etag = path.partition("#")
-        headers = report.signed_headers(self._key_pem, self.device_id, method, path, body)
+        # The key is read from the keychain for each request: a renewal replaces it.
+        creds = keystore.load_credentials(
+            self._store, self.config.keychain_service, self.config.account_id
+        )
+        headers = report.signed_headers(creds.key_pem, self.device_id, method, path, body)
         if etag:
             headers["If-None-Match"] = etag
         url = portal.url.rstrip("/") + path

@@ -163,6 +163,31 @@ def enroll(
     return JSONResponse(answer.model_dump())
 
 
+class RenewRequest(BaseModel):
+    csr: str
+
+
+@device_api.post("/renew")
+async def renew(
+    request: Request,
+    me: Device = Depends(device),  # noqa: B008 - signed by the current key
+    session: Session = Depends(db),  # noqa: B008
+) -> JSONResponse:
+    """A fresh certificate for a fresh key, before the current one ends; from now on the
+    device signs with the new key."""
+    body = _parse(RenewRequest, await request.body())
+    try:
+        chain = keys(request).issue(me.user, body.csr)
+    except ValueError as exc:
+        session.commit()  # the request's nonce
+        return JSONResponse({"error": "csr_invalid", "detail": str(exc)}, status_code=400)
+    row = session.get(Device, me.id)
+    assert row is not None
+    row.cert_pem = chain
+    session.commit()
+    return JSONResponse({"certificate_chain": chain, "device_id": me.id})
+
+
 @device_api.post("/posture")
 async def posture(
     request: Request,

@@ -17,7 +17,7 @@ import httpx
 import pyotp
 import pytest
 
-from agent import keystore
+from agent import config, enroll, keystore
 from portal import db, staff
 from portal.app import issue_command, publish_policy
 from portal.db import CommandRow, Device, EventRow, PostureRow
@@ -78,7 +78,7 @@ def dave(lab: Any, portal: Portal, store: Any, tmp_path: Path) -> Iterator[Path]
 
 
 def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
-    lab: Any, portal: Portal, dave: Path, env: dict[str, str]
+    lab: Any, portal: Portal, dave: Path, env: dict[str, str], store: Any
 ) -> None:
     enrollee = json.loads((Path(lab.directory) / "enrollee.json").read_text())
     with portal.session() as session:
@@ -86,6 +86,13 @@ def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
         secret = staff.add_staff(session, "ines", "a long admin password", "admin")
     done = run_cli(str(dave), "enroll", env=env, stdin=token + "\n")
     assert done.returncode == 0, done.stderr
+    # Renewal through the portal, signed with the current key: a fresh key takes over (the
+    # registration and the signed reports below use it).
+    cfg = config.load(dave)
+    before = keystore.load_credentials(store, cfg.keychain_service, cfg.account_id)
+    enroll.renew(cfg, store)
+    after = keystore.load_credentials(store, cfg.keychain_service, cfg.account_id)
+    assert after.key_pem != before.key_pem and after.cert_pem != before.cert_pem
     with portal.session() as session:
         device = session.query(Device).one()
         publish_policy(session, PortalKeys(portal.state), report_interval_s=60)

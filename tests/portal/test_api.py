@@ -253,3 +253,25 @@ def test_openapi_document_is_checked_in_and_current() -> None:
 
     stored = json.loads((Path(__file__).parents[2] / "portal" / "openapi.json").read_text())
     assert stored == json.loads(json.dumps(openapi())), "run `python -m portal openapi`"
+
+
+def test_renewal_is_signed_with_the_current_key_and_the_new_key_takes_over(portal: Any) -> None:
+    device, old_key, _ = enroll(portal)
+    new_key, csr = _new_key_and_csr("alice")
+    renewed = signed(portal, "POST", "/v1/renew", device, old_key, {"csr": csr})
+    assert renewed.status_code == 200 and renewed.json()["device_id"] == device
+    from agent import credentials, keystore
+
+    creds = keystore.Credentials(new_key, renewed.json()["certificate_chain"], "pw")
+    assert credentials.check_device(creds, "alice").subject_cn == "alice"  # key matches cert
+    # From now on only the new key is this device.
+    assert (
+        signed(portal, "POST", "/v1/posture", device, old_key, posture(device)).status_code == 401
+    )
+    assert (
+        signed(portal, "POST", "/v1/posture", device, new_key, posture(device)).status_code == 200
+    )
+    _, bob_key, _ = enroll(portal, "bob")
+    _, bob_csr = _new_key_and_csr("bob")
+    stolen = signed(portal, "POST", "/v1/renew", device, bob_key, {"csr": bob_csr})
+    assert stolen.status_code == 401  # bob's key cannot renew alice's device
