@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from agent import credentials, keystore
 from agent.config import AgentConfig
 from agent.material import read_ca
-from tunnel.sbc import memory_file, spki_pin
+from tunnel.sbc import spki_pin
 
 ENROLLMENT_TOKEN = "enrollment-token"  # noqa: S105 - an entry name, not a token
 TOKEN_USED = "enrollment-token-used"  # noqa: S105 - holds the SHA-256 of the spent token
@@ -111,24 +111,20 @@ def renew(config: AgentConfig, store: keystore.SecretStore) -> Enrolled:
     current = keystore.load_credentials(store, config.keychain_service, config.account_id)
     key, csr_pem = _new_key_and_csr(config.account.user)
     url = portal.url.rstrip("/") + "/v1/renew"
-    device_id = store.get(
-        config.keychain_service, keystore.entry_name(config.account_id, DEVICE_ID)
-    )
-    if device_id and store.get(
-        config.keychain_service, keystore.entry_name(config.account_id, POLICY_KEY)
-    ):
-        # Enrolled through the portal: the request is signed with the current device key.
-        from agent import report
+    account = config.account_id
+    device_id = store.get(config.keychain_service, keystore.entry_name(account, DEVICE_ID))
+    if not device_id:
+        raise EnrollError(
+            "renew_unavailable",
+            "This device was not enrolled through the portal: ask the helpdesk to re-enroll it.",
+        )
+    from agent import report  # requests signed with the current device key
 
-        body = json.dumps({"csr": csr_pem}).encode()
-        headers = report.signed_headers(current.key_pem, device_id, "POST", "/v1/renew", body)
-        status, _, answer = request_pinned(
-            url, read_ca(portal.ca_file), portal.spki_pins, "POST", body, headers
-        )
-    else:  # an endpoint that authenticates by the current certificate (mutual TLS)
-        status, answer = post_pinned(
-            url, read_ca(portal.ca_file), portal.spki_pins, {"csr": csr_pem}, client=current
-        )
+    body = json.dumps({"csr": csr_pem}).encode()
+    headers = report.signed_headers(current.key_pem, device_id, "POST", "/v1/renew", body)
+    status, _, answer = request_pinned(
+        url, read_ca(portal.ca_file), portal.spki_pins, "POST", body, headers
+    )
     if status != 200:
         raise EnrollError("renew_refused", f"The portal did not renew the certificate ({status}).")
     try:
@@ -226,13 +222,9 @@ def post_pinned(
     ca_pem: str,
     pins: tuple[str, ...],
     body: dict[str, Any],
-    client: keystore.Credentials | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """POST JSON over HTTPS; the server's key must match a pin before anything is sent.
-    With `client`, the device authenticates with its certificate (mutual TLS)."""
-    status, _, answer = request_pinned(
-        url, ca_pem, pins, "POST", json.dumps(body).encode(), {}, client
-    )
+    """POST JSON over HTTPS; the server's key must match a pin before anything is sent."""
+    status, _, answer = request_pinned(url, ca_pem, pins, "POST", json.dumps(body).encode(), {})
     return status, answer if isinstance(answer, dict) else {}
 
 
@@ -243,7 +235,6 @@ def request_pinned(
     method: str,
     body: bytes,
     headers: dict[str, str],
-    client: keystore.Credentials | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """One HTTPS request (status, headers, JSON answer); the server's key must match a pin
     before anything is sent. Raises EnrollError when the portal is not reachable or not ours."""
@@ -252,12 +243,6 @@ def request_pinned(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=ca_pem)
-    if client is not None:
-        with (
-            memory_file("guardphone-cert", client.cert_pem.encode()) as cert,
-            memory_file("guardphone-key", client.key_pem.encode()) as key,
-        ):
-            ctx.load_cert_chain(cert, key)
     conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT_S, context=ctx)
     try:
         try:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -313,7 +314,7 @@ def _provision_enrollee(
     ha1s: dict[str, str],
 ) -> tuple[int, dict[str, Any]]:
     """dave is known to the SBC but not enrolled: his device gets its identity from the
-    lab's enrollment endpoint with a one-time token (docs/enrollment.md)."""
+    lab's portal with a one-time token (docs/enrollment.md)."""
     portal = pki.issue(ca, "portal.lab.guardphone.test", server=True, ips=(sbc.GOOD,))
     _write(directory / "portal.pem", portal.cert_pem)
     _write(directory / "portal.key", portal.key_pem, secret=True)
@@ -349,22 +350,42 @@ def _free_port() -> int:
 
 
 def _start_enrollment(directory: Path, port: int, secrets_doc: dict[str, Any]) -> int:
-    """The enrollment endpoint in its own process; its secrets go in on stdin."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab.enroll", str(directory), str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps(secrets_doc) + "\n")
-    proc.stdin.close()
-    if proc.stdout.readline().strip() != "ready":
-        proc.kill()
-        raise sbc.LabError("the lab enrollment endpoint did not start")
-    return proc.pid
+    """The real portal (portal/) as the lab's enrollment endpoint, in its own process: it
+    signs devices with the lab CA (the SBC trusts it) and knows dave's one-time tokens.
+    Every request it gets is logged to portal.log."""
+    from portal import db, staff
+    from portal.keys import init_state
+
+    state = directory / "portal-state"
+    init_state(state, (directory / "ca.pem").read_bytes(), (directory / "ca.key").read_bytes())
+    db_url = f"sqlite:///{directory / 'portal.db'}"
+    db.migrate(db_url)
+    engine = db.engine_for(db_url)
+    with db.sessions(engine)() as session:
+        for token, who in secrets_doc["tokens"].items():
+            staff.add_token(session, who["user"], who["password"], hours=24 * 365, token=token)
+    engine.dispose()
+    with (directory / "portal.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portal", "serve", "--db", db_url, "--state", str(state),
+             "--domain", secrets_doc["domain"], "--tls-cert", str(directory / "portal.pem"),
+             "--tls-key", str(directory / "portal.key"), "--host", sbc.GOOD,
+             "--port", str(port), "--log-level", "info"],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection((sbc.GOOD, port), timeout=0.2).close()
+            return proc.pid
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise sbc.LabError("the lab's portal did not start (see portal.log)") from None
+            time.sleep(0.1)
 
 
 def _stop_enrollment(pid: int) -> None:
@@ -372,7 +393,7 @@ def _stop_enrollment(pid: int) -> None:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    if b"lab.enroll" in argv:
+    if b"portal" in argv:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 

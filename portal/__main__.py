@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
     p.add_argument("--tls-key", type=Path, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--log-level", default="warning", help="info logs every request")
     sub.add_parser("openapi")
     args = parser.parse_args(argv)
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
         port=args.port,
         ssl_certfile=str(args.tls_cert),
         ssl_keyfile=str(args.tls_key),
-        log_level="warning",
+        log_level=args.log_level,
     )
     return 0
 

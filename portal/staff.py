@@ -77,9 +77,12 @@ def add_staff(session: Session, name: str, password: str, role: str) -> str:
     return secret
 
 
-def add_token(session: Session, user: str, sip_password: str, hours: int = 72) -> str:
-    """A one-time enrollment token for `user` (only its digest is stored)."""
-    token = secrets.token_urlsafe(24)
+def add_token(
+    session: Session, user: str, sip_password: str, hours: int = 72, token: str | None = None
+) -> str:
+    """A one-time enrollment token for `user` (only its digest is stored); `token` lets a
+    provisioning script (the lab) choose it."""
+    token = token or secrets.token_urlsafe(24)
     session.add(
         EnrollToken(
             token_sha256=hashlib.sha256(token.encode()).hexdigest(),

@@ -1,6 +1,7 @@
-"""The portal part of `make demo`: the real portal beside the lab SBC. dave enrolls with a
-one-time token from the portal, registers, and reports; the helpdesk then reads, through the
-portal's API after a password + TOTP login, whether dave can call and what is not compliant.
+"""The portal part of `make demo`: the lab runs the real portal beside its SBC. dave enrolls
+with a one-time token from the portal, registers, and reports; the helpdesk then reads,
+through the portal's API after a password + TOTP login, whether dave can call and what is not
+compliant.
 
 Usage: demo_portal.py LAB_DIR OUT_DIR   (inside the demo's keychain session)
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,52 +19,21 @@ import httpx
 import pyotp
 
 from portal import db, staff
-from portal.keys import init_state
 
 ROOT = Path(__file__).parents[1]
 GP = ROOT / ".venv" / "bin" / "guardphone"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> int:
     lab, out = Path(sys.argv[1]), Path(sys.argv[2])
-    state, db_url, port = out / "portal-state", f"sqlite:///{out / 'portal.db'}", free_port()
-    init_state(state, (lab / "ca.pem").read_bytes(), (lab / "ca.key").read_bytes())
-    db.migrate(db_url)
-    portal = subprocess.Popen(
-        [sys.executable, "-m", "portal", "serve", "--db", db_url, "--state", str(state),
-         "--domain", "lab.guardphone.test", "--tls-cert", str(lab / "portal.pem"),
-         "--tls-key", str(lab / "portal.key"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        return run(lab, out, db_url, port)
-    finally:
-        portal.terminate()
-        portal.wait(10)
-
-
-def run(lab: Path, out: Path, db_url: str, port: int) -> int:
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    db_url = f"sqlite:///{lab / 'portal.db'}"  # the lab runs the real portal
     dave = json.loads((lab / "agents" / "dave.json").read_text())
-    dave["portal"]["url"] = f"https://127.0.0.1:{port}"
     dave["portal"]["poll_interval_s"] = 1.0
+    url = dave["portal"]["url"]
     config = out / "dave-portal.json"
     config.write_text(json.dumps(dave))
-    enrollee = json.loads((lab / "enrollee.json").read_text())
+    token = json.loads((lab / "enroll-tokens.json").read_text())["dave"][0]
     with db.sessions(db.engine_for(db_url))() as session:
-        token = staff.add_token(session, "dave", enrollee["password"], hours=1)
         secret = staff.add_staff(session, "helpdesk", "demo password for the helpdesk", "helpdesk")
     print("   portal: a one-time enrollment token for dave (only its digest is stored)")
     enrolled = subprocess.run(
@@ -81,7 +50,7 @@ def run(lab: Path, out: Path, db_url: str, port: int) -> int:
     time.sleep(6)  # registers, then reports its posture and events to the portal
     agent.send_signal(signal.SIGTERM)
     agent.wait(10)
-    with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=str(lab / "ca.pem")) as web:
+    with httpx.Client(base_url=url, verify=str(lab / "ca.pem")) as web:
         web.post(
             "/login",
             data={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,15 @@ def token_of(lab: Any, index: int = 0) -> str:
 
 
 def posts(lab: Any) -> list[str]:
-    log = Path(lab.directory) / "enroll.log"
-    return log.read_text().splitlines() if log.exists() else []
+    """The enrollment and renewal requests the lab's portal received ("METHOD PATH STATUS",
+    from its request log; a registered agent's reports and polls are left out)."""
+    log = Path(lab.directory) / "portal.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [
+        f"{m.group(1)} {m.group(2)} {m.group(3)}"
+        for m in re.finditer(r'"(GET|POST) (\S+) HTTP/[\d.]+" (\d{3})', text)
+        if m.group(2) in ("/v1/enroll", "/v1/renew")
+    ]
 
 
 def test_enroll_once_then_register_then_token_is_spent(
@@ -159,6 +167,18 @@ def test_certificate_is_renewed_with_a_fresh_key_before_it_ends(
         account,
         keystore.Credentials(old.key_pem, old.cert_pem, enrolled.sip_password),
     )
+    # ...as if the portal had issued it: the portal knows this device by that certificate.
+    from portal import db
+    from portal.db import Device
+
+    engine = db.engine_for(f"sqlite:///{directory / 'portal.db'}")
+    device_id = store.get(service, keystore.entry_name(account, "portal-device-id"))
+    with db.sessions(engine)() as session:
+        row = session.get(Device, device_id)
+        assert row is not None
+        row.cert_pem = old.cert_pem
+        session.commit()
+    engine.dispose()
 
     code, lines, stderr = run_agent(config, "register", "--once", env=env)
     assert code == 0, stderr
