@@ -49,11 +49,10 @@ class CallControls:
     _auto_answer: bool
     _probe_again: bool
 
-    def check(self, probe: bool = False) -> Verdict:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Softphone and Leaving
 
-    def stop(self, reason: Reason | None = None, wait_s: float = 1.0) -> None:
-        raise NotImplementedError
+        def check(self, probe: bool = False) -> Verdict: ...
+        def stop(self, reason: Reason | None = None, wait_s: float = 1.0) -> None: ...
 
     @property
     def finished_calls(self) -> list[CallRecord]:

@@ -68,6 +68,12 @@ class Verdict:
         )
 
 
+# Before the first look, and whenever what was seen no longer counts.
+NOT_CHECKED = Verdict(
+    None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
+)
+
+
 def decide(config: AgentConfig, seen: Observations) -> Verdict:
     reasons: list[Reason] = []
     for path in config.paths:

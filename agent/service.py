@@ -19,7 +19,8 @@ from agent.calls import CallBook
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
 from agent.fraud import FraudGuard, Number
-from agent.gate import Observations, Verdict, decide
+from agent.gate import NOT_CHECKED, Observations, Verdict, decide
+from agent.leaving import Leaving
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
 from agent.registration import Registration
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 REGISTER_TIMEOUT_S = 15.0
-UNREGISTER_TIMEOUT_S = 1.0
 IDLE_POLL_S = 1.0  # pjsip wakes us earlier for its own timers and for any packet
 # While SIP runs, pjsip's wait is cut to this so a netlink change is acted on within it
 # (pjsip's poll cannot wait on our netlink socket): the bound on path-loss reaction time.
@@ -54,12 +54,8 @@ CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is no
 # SBC properly (un-REGISTER) instead of dropping everything without a word.
 POLICY_REFUSALS = ("fraud_suspended", "update_required", "reenroll_required")
 
-NOT_CHECKED = Verdict(
-    None, reasons=(Reason("not_checked", "The protected path has not been checked yet."),)
-)
 
-
-class Softphone(CallControls):
+class Softphone(CallControls, Leaving):
     """One account on one SIP engine, driven from a single thread."""
 
     def __init__(
@@ -244,55 +240,6 @@ class Softphone(CallControls):
         self._running = True
         self._engine.register()
 
-    def _teardown(self, code: str, text: str) -> None:
-        """Stop SIP at once without sending anything: the path may lead anywhere now.
-        What is about to end is logged first, then ended."""
-        self._calls.drop_all(code, text)
-        if self._registration.registered:
-            self._registration.registered = False
-            self._emit({"state": "unregistered", "code": code, "reason": text})
-        self._engine.shutdown(send=False)
-        self._running = False
-        self._registration.tls = None
-
-    def leave(self) -> None:
-        """Hang up and send the un-REGISTER without waiting for answers: a desktop app pumps
-        (`pump_sip`) until `registered` is False or its patience ends, then calls `stop`."""
-        if not self._running or self._leaving:
-            return
-        self._leaving = True
-        for call in list(self._calls.active.values()):
-            self._engine.hangup(call.call_id)
-        if self._registration.registered:
-            self._engine.unregister()
-
-    def stop(self, reason: Reason | None = None, wait_s: float = UNREGISTER_TIMEOUT_S) -> None:
-        """Unregister (waiting at most `wait_s`) and release the engine. Idempotent."""
-        if self._netwatch is not None:
-            self._netwatch.close()
-            self._netwatch = None
-        if not self._running:
-            return
-        self._running = False
-        if self._registration.registered and reason is not None:
-            self._registration.registered = False
-            self._emit({"state": "unregistered", **reason.as_dict()})  # logged, then done
-            self._engine.unregister()
-            self.pump_sip(0.3)  # the un-REGISTER goes out and its answer comes back
-        elif self._registration.registered:
-            if not self._leaving:
-                self._engine.unregister()
-            deadline = self._clock() + wait_s
-            while self._registration.registered and self._clock() < deadline:
-                self.pump_sip(0.05)
-        for call in list(self._calls.active.values()):
-            self._engine.hangup(call.call_id)
-        self._engine.shutdown(send=True)
-        self._leaving = False
-        if self._registration.registered:
-            self._registration.registered = False
-            self._emit({"state": "unregistered", "reason": "shutdown (no answer in time)"})
-
     @property
     def registered(self) -> bool:
         return self._registration.registered
@@ -318,44 +265,6 @@ class Softphone(CallControls):
     @property
     def tls(self) -> TlsFacts | None:
         return self._registration.tls
-
-    def suspend(self, reason: str) -> None:
-        """Suspended (by the portal): logged, then unregistered properly; emergency calls
-        still go through a fresh session."""
-        assert self._fraud is not None
-        self._fraud.suspend(reason)
-        self.release(Reason("fraud_suspended", f"Calls are suspended: {reason}."))
-
-    def resume(self, by: str) -> None:
-        if self._fraud is not None and self._fraud.suspended:
-            self._fraud.resume(by)
-            self._emit({"state": "fraud_resumed", "by": by})
-        self._refusal_shown = ()
-        self._verdict = NOT_CHECKED
-        self.request_check(True)
-
-    def release(self, reason: Reason, drop_credentials: bool = False) -> None:
-        """Refuse with `reason`, unregister properly (the path is fine) and free the SIP
-        engine, but keep watching: the agent runs on, refusing, until things change.
-        `drop_credentials`: forget the in-memory material too (it must be enrolled again)."""
-        self._verdict = Verdict(None, reasons=(reason,))
-        if drop_credentials:
-            self._material, self._cert = None, None
-        self._refusal_shown = (reason.code,)
-        self._emit({"state": "refused", **reason.as_dict()})  # logged, then acted upon
-        self._unregister_and_free(reason)
-
-    def _unregister_and_free(self, reason: Reason) -> None:
-        if not self._running:
-            return
-        self._calls.drop_all(reason.code, reason.text)
-        if self._registration.registered:
-            self._registration.registered = False
-            self._emit({"state": "unregistered", **reason.as_dict()})
-            self._engine.unregister()
-            self.pump_sip(0.3)  # the un-REGISTER goes out: the SBC drops the contact
-        self._engine.shutdown(send=True)
-        self._running = False
 
     def situation(self) -> Situation:
         """What `agent.why.explain` needs to answer "why can't I call?"."""

@@ -10,7 +10,6 @@ import os
 import queue
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -93,12 +92,18 @@ class SecretService:
 
     def stop(self) -> None:
         for proc in (self._keyring, self._bus):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            terminate(proc)
+
+
+def terminate(proc: subprocess.Popen[Any], timeout_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_port(hosts: tuple[str, ...]) -> int:
@@ -208,13 +213,7 @@ class JsonLinesProcess:
 
     def stop(self) -> None:
         """SIGTERM (then SIGKILL), and collect every line it printed into `lines`."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         while True:
             try:
                 item = self._queue.get(timeout=5)
@@ -272,12 +271,7 @@ class Desktop:
 
     def stop(self) -> None:
         for proc in (self._tray, self._x):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            terminate(proc)
 
 
 @contextmanager
@@ -315,9 +309,4 @@ class PortalProcess:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        terminate(self.proc, 10.0)
