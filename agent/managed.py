@@ -71,6 +71,9 @@ class FileSource:
             raise ConfigError(f"{self.path}: cannot read ({exc.strerror})") from None
         try:
             doc = plistlib.loads(data) if self._kind == "plist" else json.loads(data)
+            if self._kind == "plist" and isinstance(doc, dict):
+                # A configuration profile's own bookkeeping, not settings.
+                doc = {k: v for k, v in doc.items() if not str(k).startswith("Payload")}
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"{self.path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -112,15 +115,34 @@ class RegistrySource:
             return None
         return self._section(self._key, top)
 
-    def _section(self, key: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _section(self, key: str, values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         doc: dict[str, Any] = {}
         for name, value in values.items():
-            is_flag = name in ("locked", "agent_may_connect", "qos") and isinstance(value, int)
-            doc[name] = bool(value) if is_flag else value  # REG_DWORD 0/1 for booleans
+            doc[name] = registry_value(prefix + name, value)
         for sub in self._registry.subkeys(key):
             child = self._registry.values(f"{key}\\{sub}") or {}
-            doc[sub] = self._section(f"{key}\\{sub}", child)
+            doc[sub] = self._section(f"{key}\\{sub}", child, f"{prefix}{sub}.")
         return doc
+
+
+def registry_value(dotted: str, value: Any) -> Any:
+    """A registry value as the setting it holds: REG_DWORD 0/1 for booleans, REG_SZ for
+    decimals and JSON objects, REG_MULTI_SZ for lists (the ADMX templates write these)."""
+    from agent.settings import BY_KEY
+
+    kind = "bool" if dotted == "locked" else (BY_KEY[dotted].kind if dotted in BY_KEY else "")
+    try:
+        if kind == "bool" and isinstance(value, int):
+            return bool(value)
+        if kind == "float" and isinstance(value, str | int):
+            return float(value)
+        if kind == "pair" and isinstance(value, list):
+            return [int(v) for v in value]
+        if kind == "objects" and isinstance(value, str):
+            return json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"registry value {dotted}: {exc}") from None
+    return value
 
 
 class WinReg:

@@ -39,6 +39,35 @@ class Setting:
     required: bool
     default: Any
     help: str
+    # bool | int | float | str | enum | list (of strings) | pair (of ints) | objects (JSON)
+    kind: str = "str"
+    choices: tuple[str, ...] = ()  # for enum
+
+
+def _kind_of(annotation: Any) -> tuple[str, tuple[str, ...]]:
+    """What a field holds, for templates and registry values: (kind, enum choices)."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, types.UnionType) or origin is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return _kind_of(inner[0]) if inner else ("str", ())
+    if origin is typing.Annotated:
+        return _kind_of(args[0])
+    if origin is typing.Literal:
+        return "enum", tuple(str(a) for a in args)
+    if origin is tuple:
+        if args and args[-1] is not Ellipsis:
+            return "pair", ()
+        element = args[0] if args else str
+        is_model = isinstance(element, type) and issubclass(element, BaseModel)
+        return ("objects", ()) if is_model else ("list", ())
+    if annotation is bool:
+        return "bool", ()
+    if annotation is int:
+        return "int", ()
+    if annotation is float:
+        return "float", ()
+    return "str", ()
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -62,6 +91,7 @@ def _walk(model: type[BaseModel], prefix: str) -> list[Setting]:
             continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         required = field.is_required()
+        kind, choices = _kind_of(field.annotation)
         found.append(
             Setting(
                 key=key,
@@ -70,6 +100,8 @@ def _walk(model: type[BaseModel], prefix: str) -> list[Setting]:
                 required=required,
                 default=None if required or field.default is PydanticUndefined else field.default,
                 help=field.description or "",
+                kind=kind,
+                choices=choices,
             )
         )
     return found

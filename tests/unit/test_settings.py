@@ -229,9 +229,13 @@ def test_windows_policy_registry() -> None:
     base = managed.WINDOWS_KEY
     registry = FakeRegistry(
         {
-            base: {"version": 1, "locked": 1, "paths": ["sbc_mtls"]},
             base + "\\sbc": {"host": "sbc.example.com", "port": 5061, "spki_pins": [PIN]},
             base + "\\media": {"qos": 0},
+            # Read by the setting's kind (from the table), not by a list of names.
+            base + "\\desktop": {"allow_quit": 0},
+            base + "\\portal": {"poll_interval_s": "12.5"},
+            base + "\\fraud": {"business_hours": ["8", "18"]},
+            base: {"version": 1, "locked": 1, "paths": ["sbc_mtls"], "siem": '[{"name": "soc"}]'},
         }
     )
     doc = managed.RegistrySource(registry).read()
@@ -239,8 +243,12 @@ def test_windows_policy_registry() -> None:
         "version": 1,
         "locked": True,
         "paths": ["sbc_mtls"],
+        "siem": [{"name": "soc"}],
         "sbc": {"host": "sbc.example.com", "port": 5061, "spki_pins": [PIN]},
         "media": {"qos": False},
+        "desktop": {"allow_quit": False},
+        "portal": {"poll_interval_s": 12.5},
+        "fraud": {"business_hours": [8, 18]},
     }
     assert managed.RegistrySource(FakeRegistry({})).read() is None
 
