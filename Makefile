@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal mdm lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ bench-tray: deps ## figures: the registered tray app's idle RSS, CPU and wake-up
 
 bench-portal: deps ## figures: signed reports/s and the helpdesk list at 100,000 devices
 	@$(VENV)/python -m bench.portal
+
+mdm: deps ## MDM templates from the settings table into build/mdm/ (and docs/settings.md)
+	@$(VENV)/python -m installer.mdm build/mdm
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh
