@@ -46,6 +46,15 @@ def cmd_tunnel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agent import doctor
+
+    found = doctor.examine(args.config)
+    report = doctor.as_json(found)
+    print(json.dumps(report) if args.json else doctor.as_text(found))
+    return EXIT_OK if report["ok"] else EXIT_REFUSED
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     """Show every setting with its value and where it comes from, or change one."""
     effective = effective_config(args)
@@ -224,6 +233,12 @@ def add_admin_commands(sub: Any, needs_config: Callable[..., None]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
     needs_config(p, json_flag=False)
     p.set_defaults(func=cmd_settings, action="show")
+
+    p = sub.add_parser(
+        "doctor", help="check everything guardphone depends on, each with a fix (exit 1: blocked)"
+    )
+    needs_config(p)
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("enroll", help="enroll this device with a one-time token from IT")
     needs_config(p, json_flag=False)

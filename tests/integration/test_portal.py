@@ -168,6 +168,11 @@ def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
     status = json.loads(run_cli(str(dave), "status", "--json", env=env).stdout)["portal"]
     assert status["device_id"] == device.id and status["policy_version"] == 2
     assert status["last_contact"] != "never" and status["min_agent_version"] == "9.0.0"
+    checked = run_cli(str(dave), "doctor", "--json", env=env)
+    found = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+    assert found["Portal"]["result"] == "pass"  # reachable, its key pinned
+    assert found["Version"]["result"] == "fail" and found["Version"]["blocks_calls"]
+    assert checked.returncode == 1
     types = [line["state"] for line in running.lines]
     assert types.count("portal_command") == 2 and "fraud_resumed" in types
     with portal.session() as session:
