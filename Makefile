@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal mdm lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal mdm package lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ bench-portal: deps ## figures: signed reports/s and the helpdesk list at 100,000
 
 mdm: deps ## MDM templates from the settings table into build/mdm/ (and docs/settings.md)
 	@$(VENV)/python -m installer.mdm build/mdm
+
+package: deps ## the Debian package (build/guardphone_VERSION_amd64.deb)
+	@installer/deb/build.sh
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh

@@ -227,6 +227,15 @@ class _NoEngine:
         raise RuntimeError(f"status does not use the SIP engine ({name})")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("guardphone")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guardphone",
@@ -234,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="agent configuration file (JSON)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    parser.add_argument("--version", action="version", version=f"guardphone {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def needs_config(p: argparse.ArgumentParser, json_flag: bool = True) -> None:

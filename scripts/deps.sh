@@ -15,6 +15,7 @@ DEBS=(
   rsyslog rsyslog-gnutls                    # a real syslog receiver for the SIEM tests
   postgresql                                # the fleet-size portal database (tests run on both)
   chromium chromium-driver                  # a real browser for the helpdesk pages
+  debootstrap                               # a clean Debian 12 root to install the .deb into
   ca-certificates
   xvfb xauth trayer                         # the tray app under a virtual display + tray host
   libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3   # Qt's xcb platform
