@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal mdm package lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal mdm package frozen lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,10 @@ mdm: deps ## MDM templates from the settings table into build/mdm/ (and docs/set
 
 package: deps ## the Debian package (build/guardphone_VERSION_amd64.deb)
 	@installer/deb/build.sh
+
+frozen: deps ## the PyInstaller build of the CLI and the tray app (build/frozen/guardphone/)
+	@cd installer/pyinstaller && ../../$(VENV)/pyinstaller --noconfirm --log-level WARN \
+		--distpath ../../build/frozen --workpath ../../build/pyinstaller guardphone.spec
 
 lock: ## re-resolve requirements/direct.txt into requirements/lock.txt
 	@scripts/lock.sh

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 AGENT_VERSION = "0.1.0"
 EVENT_BATCH = 500
 BACKOFF_MAX_S = 900.0
+STOP_WAIT_S = 30.0
 
 Send = Callable[[str, bytes, str], tuple[int, dict[str, str], Any]]  # method, body, path
 
@@ -138,11 +139,17 @@ class FleetLink:
         self._outbox.put(f"/v1/commands/{command_id}/done", b"")
         self._wake.set()
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self, timeout_s: float = STOP_WAIT_S) -> None:
+        """Let the link's thread finish what it is doing (a posture collection can take a
+        few seconds) before the process goes on: a thread still running C code while the
+        interpreter shuts down can crash it (seen as SIGSEGV at exit in CI)."""
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("the portal link did not stop within %.0f s", timeout_s)
+                return  # its outbox stays open for it; the process is ending anyway
         self._outbox.close()
 
     @property
@@ -174,7 +181,7 @@ class FleetLink:
     def sync(self) -> None:
         """One round: queue a report if due, deliver the outbox, send new events, fetch the
         policy and the commands. Raises on the first failure (the rest waits, in order)."""
-        if self._report_due:
+        if self._report_due and not self._stopping:
             self._report_due = False
             self._outbox.put("/v1/posture", report.body_of(self.build_report().model_dump()))
         while (item := self._outbox.first()) is not None:
@@ -185,9 +192,10 @@ class FleetLink:
             if status >= 400:  # refused for good (e.g. a replay): it will never be accepted
                 log.warning("portal refused %s: %s %s", path, status, answer)
             self._outbox.done(item_id)
-        self._send_events()
-        self._fetch_policy()
-        self._fetch_commands()
+        for step in (self._send_events, self._fetch_policy, self._fetch_commands):
+            if self._stopping:
+                return
+            step()
         self.status.state, self.status.last_error = "ok", ""
         self.status.last_contact = dt.datetime.now(dt.UTC).isoformat()
         self._outbox.set("last_contact", self.status.last_contact)

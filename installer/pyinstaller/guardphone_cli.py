@@ -1,0 +1,7 @@
+"""Entry point of the frozen `guardphone` command."""
+
+import sys
+
+from agent.cli import main
+
+sys.exit(main())
