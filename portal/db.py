@@ -116,6 +116,8 @@ class Staff(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     totp_secret: Mapped[str] = mapped_column(String(64))
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0)  # a code works once
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     role: Mapped[str] = mapped_column(String(16))  # helpdesk | admin
 
 

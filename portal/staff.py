@@ -34,6 +34,8 @@ SESSION_S = 8 * 3600
 SESSION_KEY = "session.key"
 PAGE = 50
 ROLES = ("helpdesk", "admin")
+MAX_FAILED_LOGINS = 5  # then the account waits LOCKOUT_S (guessing TOTP codes takes long)
+LOCKOUT_S = 15 * 60
 _hasher = PasswordHasher()
 _pages = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -150,6 +152,14 @@ def login(
     session: Session = Depends(api.db),  # noqa: B008
 ) -> RedirectResponse:
     person = session.get(Staff, name)
+    now = utcnow()
+    if person is not None and person.locked_until is not None:
+        until = person.locked_until
+        if (until if until.tzinfo else until.replace(tzinfo=dt.UTC)) > now:
+            return RedirectResponse(
+                "/login?error=Too+many+failed+attempts:+try+again+in+15+minutes.",
+                status_code=303,
+            )
     ok = False
     if person is not None:
         try:
@@ -163,8 +173,15 @@ def login(
         totp = pyotp.TOTP(person.totp_secret)
         matched = next((s for s in (step - 1, step, step + 1) if _matches(totp, code, s)), None)
     if not ok or person is None or matched is None or matched <= person.totp_last_step:
+        if person is not None:  # the count is in the database: every process sees it
+            person.failed_logins += 1
+            if person.failed_logins >= MAX_FAILED_LOGINS:
+                person.locked_until = now + dt.timedelta(seconds=LOCKOUT_S)
+                person.failed_logins = 0
+            session.commit()
         return RedirectResponse("/login?error=Wrong+name,+password+or+code.", status_code=303)
     person.totp_last_step = matched
+    person.failed_logins = 0
     session.commit()
     cookie = _sign(
         request.app.state.session_key,

@@ -275,3 +275,38 @@ def test_renewal_is_signed_with_the_current_key_and_the_new_key_takes_over(porta
     _, bob_csr = _new_key_and_csr("bob")
     stolen = signed(portal, "POST", "/v1/renew", device, bob_key, {"csr": bob_csr})
     assert stolen.status_code == 401  # bob's key cannot renew alice's device
+
+
+def login(portal: Any, name: str, password: str, code: str) -> str:
+    answer = portal.post(
+        "/login", data={"name": name, "password": password, "code": code}, follow_redirects=False
+    )
+    return str(answer.headers["location"])
+
+
+def test_five_failed_logins_lock_the_account_even_with_the_right_code_after(portal: Any) -> None:
+    with portal.sessions() as session:
+        secret = staff.add_staff(session, "olga", "correct horse battery", "admin")
+    for _ in range(5):
+        assert "error" in login(portal, "olga", "guessing......", "000000")
+    # Now even the right password and code are refused for a while.
+    right = login(portal, "olga", "correct horse battery", pyotp.TOTP(secret).now())
+    assert "Too+many+failed+attempts" in right
+    assert portal.get("/v1/devices").status_code == 401
+
+
+def test_the_helpdesk_role_reads_but_cannot_act(portal: Any) -> None:
+    device, _, _ = enroll(portal)
+    with portal.sessions() as session:
+        secret = staff.add_staff(session, "hanna", "correct horse battery", "helpdesk")
+    assert login(portal, "hanna", "correct horse battery", pyotp.TOTP(secret).now()) == "/helpdesk"
+    assert portal.get(f"/v1/devices/{device}").status_code == 200  # may read
+    for path, body in (
+        ("/v1/admin/policy", {"min_agent_version": "0.0.1"}),
+        (f"/v1/admin/devices/{device}/commands", {"kind": "suspend"}),
+        ("/v1/admin/tokens", {"user": "mallory", "sip_password": "x"}),
+    ):
+        refused = portal.post(path, json=body)
+        assert refused.status_code == 403 and refused.json()["detail"]["error"] == "admin_only"
+    page = portal.get(f"/helpdesk/devices/{device}")
+    assert "Suspend calls" not in page.text  # no admin buttons on the helpdesk's page
