@@ -103,12 +103,16 @@ class CallControls:
     def set_mute(self, call_id: int, muted: bool) -> None:
         self._engine.set_mute(call_id, muted)
 
-    def set_hold(self, call_id: int, held: bool) -> None:
-        self._engine.set_hold(call_id, held)
+    def set_hold(self, call_id: int, held: bool) -> bool:
+        return self._engine.set_hold(call_id, held)
 
-    def send_dtmf(self, call_id: int, digits: str) -> None:
-        if digits and all(d in "0123456789*#ABCD" for d in digits):
-            self._engine.send_dtmf(call_id, digits)
+    def on_hold(self, call_id: int) -> bool:
+        return self._engine.on_hold(call_id)
+
+    def send_dtmf(self, call_id: int, digits: str) -> bool:
+        if not digits or not all(d in "0123456789*#ABCD" for d in digits):
+            return False
+        return self._engine.send_dtmf(call_id, digits)
 
     def auto_answer(self, enabled: bool = True) -> None:
         self._auto_answer = enabled

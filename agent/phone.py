@@ -270,21 +270,44 @@ class Pjsua2Engine:
                 aud = c.getAudioMedia(i)
                 (capture.stopTransmit if muted else capture.startTransmit)(aud)
 
-    def set_hold(self, call_id: int, held: bool) -> None:
+    def set_hold(self, call_id: int, held: bool) -> bool:
+        """Put on hold or resume (a re-INVITE); False when pjsip refuses it now (another
+        re-INVITE is still pending, the call is ending)."""
         c = self._calls.get(call_id)
         if c is None:
-            return
+            return False
         prm = self._pj.CallOpParam(True)
-        if held:
-            c.setHold(prm)
-        else:
-            prm.opt.flag = self._pj.PJSUA_CALL_UNHOLD
-            c.reinvite(prm)
+        try:
+            if held:
+                c.setHold(prm)
+            else:
+                prm.opt.flag = self._pj.PJSUA_CALL_UNHOLD
+                c.reinvite(prm)
+        except self._pj.Error as exc:
+            log.warning("hold=%s refused for call %d: %s", held, call_id, exc.info())
+            return False
+        return True
 
-    def send_dtmf(self, call_id: int, digits: str) -> None:
+    def on_hold(self, call_id: int) -> bool:
+        """Whether the call's audio is on hold from this side (the re-INVITE completed)."""
         c = self._calls.get(call_id)
-        if c is not None:
+        if c is None:
+            return False
+        with contextlib.suppress(Exception):
+            media = [m for m in c.getInfo().media if m.type == self._pj.PJMEDIA_TYPE_AUDIO]
+            return bool(media) and media[0].status == self._pj.PJSUA_CALL_MEDIA_LOCAL_HOLD
+        return False
+
+    def send_dtmf(self, call_id: int, digits: str) -> bool:
+        c = self._calls.get(call_id)
+        if c is None:
+            return False
+        try:
             c.dialDtmf(digits)  # RFC 4733 events inside the SRTP stream
+        except self._pj.Error as exc:
+            log.warning("DTMF refused for call %d: %s", call_id, exc.info())
+            return False
+        return True
 
     # -- pumping ---------------------------------------------------------------------------
 

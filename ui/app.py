@@ -119,11 +119,15 @@ class GuardphoneApp(QObject):
         b = self.bridge
         window.hangup.connect(b.hangup)
         window.mute.connect(b.set_mute)
-        window.hold.connect(b.set_hold)
+        window.hold.connect(lambda cid, on: self._hold(window, cid, on))
         window.dtmf.connect(b.send_dtmf)
         window.show()
         window.raise_()
         return window
+
+    def _hold(self, window: CallWindow, call_id: int, on: bool) -> None:
+        if not self.bridge.set_hold(call_id, on):
+            window.hold_refused()
 
     def _ring(self, line: dict[str, Any]) -> None:
         window = IncomingCall(line)

@@ -125,13 +125,13 @@ class AgentBridge(QObject):
     def set_mute(self, call_id: int, muted: bool) -> None:
         self.phone.set_mute(call_id, muted)
 
-    def set_hold(self, call_id: int, held: bool) -> None:
-        self.phone.set_hold(call_id, held)
+    def set_hold(self, call_id: int, held: bool) -> bool:
         self._hurry()
+        return self.phone.set_hold(call_id, held)
 
-    def send_dtmf(self, call_id: int, digits: str) -> None:
-        self.phone.send_dtmf(call_id, digits)
+    def send_dtmf(self, call_id: int, digits: str) -> bool:
         self._hurry()
+        return self.phone.send_dtmf(call_id, digits)
 
     def check_now(self) -> None:
         if self._begun:

@@ -175,6 +175,15 @@ class CallWindow(QWidget):
         self.state.setText("On hold" if on else "Connected")
         self.hold.emit(self.call_id, on)
 
+    def hold_refused(self) -> None:
+        """The engine could not change the hold state now (a re-INVITE is pending)."""
+        self.hold_button.blockSignals(True)
+        self.hold_button.setChecked(not self.hold_button.isChecked())
+        self.hold_button.blockSignals(False)
+        on = self.hold_button.isChecked()
+        self.hold_button.setText("Resume" if on else "Hold")
+        self.state.setText("Please wait a moment and try again")
+
     def _update_clock(self) -> None:
         if self._started is None:
             return

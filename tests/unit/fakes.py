@@ -57,11 +57,16 @@ class ScriptedEngine:
     def set_mute(self, call_id: int, muted: bool) -> None:
         self.calls.append(("mute", (call_id, muted)))
 
-    def set_hold(self, call_id: int, held: bool) -> None:
+    def set_hold(self, call_id: int, held: bool) -> bool:
         self.calls.append(("hold", (call_id, held)))
+        return True
 
-    def send_dtmf(self, call_id: int, digits: str) -> None:
+    def on_hold(self, call_id: int) -> bool:
+        return ("hold", (call_id, True)) in self.calls
+
+    def send_dtmf(self, call_id: int, digits: str) -> bool:
         self.calls.append(("dtmf", (call_id, digits)))
+        return True
 
     def poll(self, timeout_s: float) -> list[SipEvent]:
         return self.batches.pop(0) if self.batches else []
