@@ -6,54 +6,31 @@ registrations and calls. A mixin of agent.service.Softphone, which owns the stat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from agent.calls import CallBook, CallRecord
-from agent.fraud import FraudGuard, Number, dialed_number, judge_dial
+from agent.calls import CallRecord
+from agent.fraud import Number, dialed_number, judge_dial
 from agent.gate import Verdict
 from agent.reasons import Reason, Refused
-from agent.registration import Registration
 from agent.sip import (
     CallEnded,
     CallMediaActive,
     CallStateChanged,
     IncomingCall,
     RegistrationChanged,
-    SipEngine,
     SipEvent,
     TransportChanged,
     UnsolicitedRequest,
 )
+from agent.supervisor import SupervisorState
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
-    from agent.observe import PathObserver
+    pass
 
 log = logging.getLogger(__name__)
 
 
-class CallControls:
-    # Owned and set up by Softphone.
-    config: AgentConfig
-    server: str
-    _engine: SipEngine
-    _emit: Callable[[dict[str, Any]], None]
-    _calls: CallBook
-    _registration: Registration
-    _verdict: Verdict
-    _fraud: FraudGuard | None
-    _dialed: dict[int, Number]
-    _running: bool
-    _observer: PathObserver | None
-    _auto_answer: bool
-    _probe_again: bool
-
-    if TYPE_CHECKING:  # provided by Softphone and Leaving
-
-        def check(self, probe: bool = False) -> Verdict: ...
-        def stop(self, reason: Reason | None = None, wait_s: float = 1.0) -> None: ...
-
+class CallControls(SupervisorState):
     @property
     def finished_calls(self) -> list[CallRecord]:
         return list(self._calls.finished)

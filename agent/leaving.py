@@ -6,44 +6,19 @@ ordinary shutdown. A mixin of agent.service.Softphone, which owns the state it u
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from agent.calls import CallBook
-from agent.fraud import FraudGuard
 from agent.gate import NOT_CHECKED, Verdict
 from agent.reasons import Reason
-from agent.registration import Registration
-from agent.sip import SipEngine, TlsMaterial
+from agent.supervisor import SupervisorState
 
 if TYPE_CHECKING:
-    from agent.certwatch import CertWatch
-    from tunnel.netwatch import NetWatch
+    pass
 
 UNREGISTER_TIMEOUT_S = 1.0
 
 
-class Leaving:
-    # Owned and set up by Softphone.
-    _engine: SipEngine
-    _emit: Callable[[dict[str, Any]], None]
-    _calls: CallBook
-    _registration: Registration
-    _verdict: Verdict
-    _fraud: FraudGuard | None
-    _running: bool
-    _leaving: bool
-    _netwatch: NetWatch | None
-    _material: TlsMaterial | None
-    _cert: CertWatch | None
-    _refusal_shown: tuple[str, ...]
-    _clock: Callable[[], float]
-    request_check: Callable[[bool], Any]
-
-    if TYPE_CHECKING:  # provided by Softphone
-
-        def pump_sip(self, timeout_s: float) -> None: ...
-
+class Leaving(SupervisorState):
     def _teardown(self, code: str, text: str) -> None:
         """Stop SIP at once without sending anything: the path may lead anywhere now.
         What is about to end is logged first, then ended."""

@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from agent import pjfacts
+from agent import pjcall, pjfacts
 from agent.sip import (
     AudioDevice,
     CallEnded,
@@ -52,19 +50,6 @@ _CALL_STATES = {
 }
 
 
-@contextlib.contextmanager
-def _stdout_silenced() -> Iterator[None]:
-    """libCreate prints a banner to fd 1 before log settings apply; keep stdout for JSON."""
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 class Pjsua2Engine:
     """SipEngine over pjsua2. Not thread-safe: use it from the thread that started it."""
 
@@ -97,7 +82,7 @@ class Pjsua2Engine:
             def onTransportState(self, prm: Any) -> None:
                 engine._on_transport(prm)
 
-        with _stdout_silenced():
+        with pjfacts.stdout_silenced():
             ep = Endpoint()
             ep.libCreate()
         self._ep = ep
@@ -258,56 +243,21 @@ class Pjsua2Engine:
             c.hangup(prm)
 
     def set_mute(self, call_id: int, muted: bool) -> None:
-        """Stop (or resume) sending the microphone to the call; the call itself goes on."""
         c = self._calls.get(call_id)
-        if c is None or self._ep is None:
-            return
-        capture = self._ep.audDevManager().getCaptureDevMedia()
-        for i, media in enumerate(c.getInfo().media):
-            if media.type != self._pj.PJMEDIA_TYPE_AUDIO:
-                continue
-            with contextlib.suppress(Exception):  # no active media yet
-                aud = c.getAudioMedia(i)
-                (capture.stopTransmit if muted else capture.startTransmit)(aud)
+        if c is not None and self._ep is not None:
+            pjcall.set_mute(self._pj, self._ep, c, muted)
 
     def set_hold(self, call_id: int, held: bool) -> bool:
-        """Put on hold or resume (a re-INVITE); False when pjsip refuses it now (another
-        re-INVITE is still pending, the call is ending)."""
         c = self._calls.get(call_id)
-        if c is None:
-            return False
-        prm = self._pj.CallOpParam(True)
-        try:
-            if held:
-                c.setHold(prm)
-            else:
-                prm.opt.flag = self._pj.PJSUA_CALL_UNHOLD
-                c.reinvite(prm)
-        except self._pj.Error as exc:
-            log.warning("hold=%s refused for call %d: %s", held, call_id, exc.info())
-            return False
-        return True
+        return c is not None and pjcall.set_hold(self._pj, c, held)
 
     def on_hold(self, call_id: int) -> bool:
-        """Whether the call's audio is on hold from this side (the re-INVITE completed)."""
         c = self._calls.get(call_id)
-        if c is None:
-            return False
-        with contextlib.suppress(Exception):
-            media = [m for m in c.getInfo().media if m.type == self._pj.PJMEDIA_TYPE_AUDIO]
-            return bool(media) and media[0].status == self._pj.PJSUA_CALL_MEDIA_LOCAL_HOLD
-        return False
+        return c is not None and pjcall.on_hold(self._pj, c)
 
     def send_dtmf(self, call_id: int, digits: str) -> bool:
         c = self._calls.get(call_id)
-        if c is None:
-            return False
-        try:
-            c.dialDtmf(digits)  # RFC 4733 events inside the SRTP stream
-        except self._pj.Error as exc:
-            log.warning("DTMF refused for call %d: %s", call_id, exc.info())
-            return False
-        return True
+        return c is not None and pjcall.send_dtmf(self._pj, c, digits)
 
     # -- pumping ---------------------------------------------------------------------------
 
@@ -479,13 +429,9 @@ class Pjsua2Engine:
         """Null audio: the bridge's clock (the null device) runs only while calls exist."""
         if not self._null_audio or self._ep is None:
             return
-        adm = self._ep.audDevManager()
         wanted = active or bool(self._calls)
         if wanted != self._clock_running:
-            if wanted:
-                adm.setNullDev()
-            else:
-                adm.setNoDev()
+            pjcall.null_clock(self._ep.audDevManager(), wanted)
             self._clock_running = wanted
 
     def _sample_quality(self, cid: int, c: Any, force: bool = False) -> None:

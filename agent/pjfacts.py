@@ -6,7 +6,10 @@ pjsua2, not about decoding it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from agent.sip import AudioDevice, CallQuality, MediaFacts, TlsFacts
@@ -130,3 +133,16 @@ def header(message: str, name: str) -> str | None:
         if sep and key.strip().lower() == wanted:
             return value.strip()
     return None
+
+
+@contextlib.contextmanager
+def stdout_silenced() -> Iterator[None]:
+    """libCreate prints a banner to fd 1 before log settings apply; keep stdout for JSON."""
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
