@@ -80,6 +80,10 @@ class CallControls(SupervisorState):
     def set_mute(self, call_id: int, muted: bool) -> None:
         self._engine.set_mute(call_id, muted)
 
+    def microphone_live(self, call_id: int) -> bool:
+        """Whether the microphone reaches the call (False when muted or not connected)."""
+        return self._engine.microphone_live(call_id)
+
     def set_hold(self, call_id: int, held: bool) -> bool:
         return self._engine.set_hold(call_id, held)
 

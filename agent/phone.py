@@ -238,7 +238,8 @@ class Pjsua2Engine:
             return
         self._sample_quality(call_id, c, force=True)
         prm = self._pj.CallOpParam()
-        prm.statusCode = 603 if not c.getInfo().connectDuration.sec else 200
+        info = c.getInfo()  # owns connectDuration (see agent.pjcall's docstring)
+        prm.statusCode = 603 if not info.connectDuration.sec else 200
         with contextlib.suppress(Exception):
             c.hangup(prm)
 
@@ -246,6 +247,12 @@ class Pjsua2Engine:
         c = self._calls.get(call_id)
         if c is not None and self._ep is not None:
             pjcall.set_mute(self._pj, self._ep, c, muted)
+
+    def microphone_live(self, call_id: int) -> bool:
+        c = self._calls.get(call_id)
+        return (
+            c is not None and self._ep is not None and pjcall.microphone_live(self._pj, self._ep, c)
+        )
 
     def set_hold(self, call_id: int, held: bool) -> bool:
         c = self._calls.get(call_id)

@@ -1,6 +1,10 @@
 """What can be done to a live pjsua2 Call (mute, hold, DTMF), for agent.phone. pjsip's
 refusals (a re-INVITE still pending, a call that is ending) come back as False, never as an
-exception into the caller (a Qt slot, the supervisor)."""
+exception into the caller (a Qt slot, the supervisor).
+
+`call.getInfo()` returns a CallInfo that owns its media vector: keep the CallInfo in a name
+for as long as its parts are read. `call.getInfo().media` read from a temporary points into
+freed memory (seen: garbage media types and statuses, so hold never appeared to take)."""
 
 from __future__ import annotations
 
@@ -14,12 +18,32 @@ log = logging.getLogger(__name__)
 def set_mute(pj: Any, ep: Any, call: Any, muted: bool) -> None:
     """Stop (or resume) sending the microphone to the call; the call itself goes on."""
     capture = ep.audDevManager().getCaptureDevMedia()
-    for i, media in enumerate(call.getInfo().media):
-        if media.type != pj.PJMEDIA_TYPE_AUDIO:
+    for aud in _audio(pj, call):
+        try:
+            (capture.stopTransmit if muted else capture.startTransmit)(aud)
+        except pj.Error as exc:
+            log.warning("mute=%s refused: %s", muted, exc.info())
+
+
+def microphone_live(pj: Any, ep: Any, call: Any) -> bool:
+    """Whether the capture device feeds the call in the conference bridge (not muted)."""
+    with contextlib.suppress(Exception):
+        port = ep.audDevManager().getCaptureDevMedia().getPortInfo()  # owns .listeners
+        listeners = set(port.listeners)
+        return any(aud.getPortId() in listeners for aud in _audio(pj, call))
+    return False
+
+
+def _audio(pj: Any, call: Any) -> list[Any]:
+    """The call's active audio media (none before the media is up)."""
+    info = call.getInfo()  # owns info.media: see the module's docstring
+    found = []
+    for i in range(len(info.media)):
+        if info.media[i].type != pj.PJMEDIA_TYPE_AUDIO:
             continue
         with contextlib.suppress(Exception):  # no active media yet
-            aud = call.getAudioMedia(i)
-            (capture.stopTransmit if muted else capture.startTransmit)(aud)
+            found.append(call.getAudioMedia(i))
+    return found
 
 
 def set_hold(pj: Any, call: Any, held: bool) -> bool:
@@ -40,8 +64,9 @@ def set_hold(pj: Any, call: Any, held: bool) -> bool:
 def on_hold(pj: Any, call: Any) -> bool:
     """Whether the call's audio is on hold from this side (the re-INVITE completed)."""
     with contextlib.suppress(Exception):
-        media = [m for m in call.getInfo().media if m.type == pj.PJMEDIA_TYPE_AUDIO]
-        return bool(media) and media[0].status == pj.PJSUA_CALL_MEDIA_LOCAL_HOLD
+        info = call.getInfo()  # owns info.media: see the module's docstring
+        statuses = [m.status for m in info.media if m.type == pj.PJMEDIA_TYPE_AUDIO]
+        return bool(statuses) and statuses[0] == pj.PJSUA_CALL_MEDIA_LOCAL_HOLD
     return False
 
 

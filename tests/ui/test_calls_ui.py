@@ -79,9 +79,22 @@ def test_dial_pad_places_a_real_call_and_the_call_window_shows_its_protection(
         assert line.startswith("Signaling: TLSv1.2 (ECDHE-")
         assert "Path: mutual TLS to the company SBC 127.0.0.1:" in line
         qtbot.waitUntil(lambda: window.clock.text() not in ("", "00:00"), timeout=3000)
+        assert app.bridge.phone.microphone_live(window.call_id)
         window.mute_button.click()
         assert window.mute_button.text() == "Unmute"
+        # pjsip applies conference-bridge changes on its next clock tick (20 ms).
+        qtbot.waitUntil(lambda: not app.bridge.phone.microphone_live(window.call_id), timeout=1000)
         save(window, "in-call", screenshots)
+        # Hold is a re-INVITE through the SBC: the button says Resume only in words; the
+        # engine must report the call held once the SBC answered, and back after Resume.
+        window.hold_button.click()
+        assert window.hold_button.text() == "Resume"
+        qtbot.waitUntil(lambda: app.bridge.phone.on_hold(window.call_id), timeout=5000)
+        window.hold_button.click()
+        qtbot.waitUntil(lambda: not app.bridge.phone.on_hold(window.call_id), timeout=5000)
+        assert window.state.text() == "Connected"
+        window.mute_button.click()
+        qtbot.waitUntil(lambda: app.bridge.phone.microphone_live(window.call_id), timeout=1000)
         # A DTMF digit on the live call: pytest-qt fails the test if the engine raises.
         window.keypad_button.click()
         window.dtmf.emit(window.call_id, "5")

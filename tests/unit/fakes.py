@@ -57,6 +57,10 @@ class ScriptedEngine:
     def set_mute(self, call_id: int, muted: bool) -> None:
         self.calls.append(("mute", (call_id, muted)))
 
+    def microphone_live(self, call_id: int) -> bool:
+        mutes = [arg[1] for name, arg in self.calls if name == "mute" and arg[0] == call_id]
+        return not (mutes and mutes[-1])
+
     def set_hold(self, call_id: int, held: bool) -> bool:
         self.calls.append(("hold", (call_id, held)))
         return True
