@@ -7,9 +7,10 @@ if the keychain is missing, locked or an insecure backend, the agent refuses to 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class OsKeychain:
         import keyring.errors
 
         self._errors = keyring.errors
-        backend = keyring.get_keyring()
+        backend = os_backend()
         names = _backend_names(backend)
         if not names or not all(n in TRUSTED_BACKENDS for n in names):
             log.warning("no trusted keychain backend; found %s", names)
@@ -140,6 +141,32 @@ class OsKeychain:
         """Remove an entry; deleting what is not there is fine (idempotent clean-up)."""
         if self.get(service, name) is not None:
             self._call("delete", self._keyring.delete_password, service, name)
+
+
+def os_backend() -> Any:
+    """The keychain backend, chosen the way keyring chooses but only among trusted ones.
+
+    keyring.get_keyring() imports every backend any installed package declares (an
+    entry-point scan of the whole Python environment) only for us to refuse all but the
+    trusted few; in the tray app that scan stayed resident as ~14 MiB. So a backend named by
+    the user (PYTHON_KEYRING_BACKEND or keyringrc.cfg, judged like any other) is taken as
+    keyring would, and otherwise the viable trusted backend with keyring's highest priority.
+    """
+    import keyring.backends.fail
+    import keyring.core
+
+    named = keyring.core.load_env() or keyring.core.load_config()
+    if named is not None:
+        return named
+    viable: list[tuple[float, str, type]] = []
+    for path in sorted(TRUSTED_BACKENDS):
+        module, _, name = path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+            viable.append((float(cls.priority), path, cls))
+        except Exception as exc:  # not on this OS, or not running: not a candidate
+            log.debug("keychain backend %s not viable: %s", path, exc)
+    return max(viable)[2]() if viable else keyring.backends.fail.Keyring()  # type: ignore[no-untyped-call]
 
 
 def _backend_names(backend: object) -> list[str]:

@@ -446,4 +446,5 @@ class Pjsua2Engine:
         with contextlib.suppress(Exception):  # no stream yet, or already gone
             if not force and c.getInfo().state != self._pj.PJSIP_INV_STATE_CONFIRMED:
                 return
-            self._quality[cid] = pjfacts.quality(c.getStreamStat(0).rtcp)
+            stat = c.getStreamStat(0)  # owns .rtcp (see agent.pjcall's docstring)
+            self._quality[cid] = pjfacts.quality(stat.rtcp)

@@ -60,7 +60,7 @@ class PlaintextKeyring:
     ids=["no-keychain", "plaintext"],
 )
 def test_untrusted_backends_are_refused(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
-    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    monkeypatch.setattr(keystore, "os_backend", lambda: backend)
     with pytest.raises(keystore.KeychainError, match="No keychain is available"):
         keystore.OsKeychain()
 
@@ -69,7 +69,7 @@ def test_chain_with_one_untrusted_backend_is_refused(monkeypatch: pytest.MonkeyP
     class Chain:  # keyring's ChainerBackend exposes the chained backends as `.backends`
         backends = (keyring.backends.fail.Keyring(), PlaintextKeyring())
 
-    monkeypatch.setattr(keyring, "get_keyring", Chain)
+    monkeypatch.setattr(keystore, "os_backend", Chain)
     with pytest.raises(keystore.KeychainError):
         keystore.OsKeychain()
 
@@ -80,7 +80,7 @@ class LockedKeyring(PlaintextKeyring):
 
 
 def test_locked_keychain_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keyring, "get_keyring", LockedKeyring)
+    monkeypatch.setattr(keystore, "os_backend", LockedKeyring)
     monkeypatch.setattr(keystore, "TRUSTED_BACKENDS", frozenset({f"{__name__}.LockedKeyring"}))
     store = keystore.OsKeychain()
     with pytest.raises(keystore.KeychainError, match="The keychain is locked"):
@@ -94,3 +94,39 @@ class TestMemoryKeychainContract(KeystoreContract):
     @pytest.fixture
     def store(self) -> MemoryKeychain:
         return MemoryKeychain()
+
+
+class _Unavailable(PlaintextKeyring):
+    @classmethod  # keyring's priority raises when the backend cannot run here
+    @property
+    def priority(cls) -> float:
+        raise RuntimeError("no session bus")
+
+
+class _Low(PlaintextKeyring):
+    priority = 1.0
+
+
+class _High(PlaintextKeyring):
+    priority = 5.0
+
+
+def test_the_viable_trusted_backend_with_the_highest_priority_is_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    monkeypatch.setattr(keyring.core, "load_config", lambda: None)
+    names = {f"{__name__}.{c.__name__}" for c in (_Unavailable, _Low, _High)}
+    monkeypatch.setattr(keystore, "TRUSTED_BACKENDS", frozenset(names | {"no.such.Backend"}))
+    assert type(keystore.os_backend()) is _High
+    monkeypatch.setattr(keystore, "TRUSTED_BACKENDS", frozenset({f"{__name__}._Unavailable"}))
+    assert isinstance(keystore.os_backend(), keyring.backends.fail.Keyring)
+
+
+def test_a_backend_the_user_names_is_used_and_still_judged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    assert type(keystore.os_backend()).__module__ == "keyring.backends.null"
+    with pytest.raises(keystore.KeychainError, match="No keychain is available"):
+        keystore.OsKeychain()
