@@ -14,7 +14,7 @@ DEBS=(
   tshark                                    # tests prove what crosses the wire
   rsyslog rsyslog-gnutls                    # a real syslog receiver for the SIEM tests
   postgresql                                # the fleet-size portal database (tests run on both)
-  chromium chromium-driver                  # a real browser for the helpdesk pages
+  chromium                                  # a real browser for the helpdesk pages (Playwright)
   debootstrap                               # a clean Debian 12 root to install the .deb into
   ca-certificates
   xvfb xauth trayer                         # the tray app under a virtual display + tray host

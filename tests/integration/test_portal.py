@@ -1,28 +1,32 @@
 """The real portal (uvicorn over TLS, its key pinned by the agent) in front of the lab SBC:
 a device enrolls with a portal token, registers, reports its posture and events; the
-helpdesk sees why it can or cannot call; a suspend command unregisters it (the SBC drops the
+helpdesk sees why it can or cannot call (in Chromium, logged in with password and TOTP);
+a suspend command unregisters it (the SBC drops the
 contact), a resume command brings it back, and a policy demanding a newer agent refuses it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyotp
 import pytest
 
 from agent import config, enroll, keystore
 from portal import db, staff
-from portal.app import issue_command, publish_policy
+from portal.app import publish_policy
 from portal.db import CommandRow, Device, EventRow, PostureRow
 from portal.keys import PortalKeys, init_state
+from tests.browser import chromium_page, log_in
 from tests.services import PortalProcess, agent, run_agent, run_cli
+
+SCREENSHOTS = Path(os.environ.get("GUARDPHONE_SCREENSHOTS", "build/screenshots"))
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
 
@@ -114,43 +118,53 @@ def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
         assert checks["Registered with the company SBC"] == "pass"
         assert report["os"]["kernel"] and report["keychain_backend"].endswith("Keyring")
 
-        # The helpdesk page says why this person can (or cannot) call, after MFA login.
-        with httpx.Client(
-            base_url=portal.url, verify=str(Path(lab.directory) / "ca.pem"), follow_redirects=False
-        ) as web:
-            login = web.post(
-                "/login",
-                data={
-                    "name": "ines",
-                    "password": "a long admin password",
-                    "code": pyotp.TOTP(secret).now(),
-                },
-            )
-            assert login.status_code == 303 and login.headers["location"] == "/helpdesk"
-            page = web.get(f"/helpdesk/devices/{device.id}")
-            assert page.status_code == 200 and "Can call" in page.text
-            listing = web.get("/helpdesk", params={"q": "dave"})
-            assert device.id in listing.text
+        # The helpdesk reads it in a real browser, after logging in with password and TOTP.
+        with portal.session() as session:
+            types = {e.type for e in session.query(EventRow).filter_by(device_id=device.id)}
+        assert "sip.registered" in types, types
+        with chromium_page() as page:
+            log_in(page, portal.url, "ines", "a long admin password", pyotp.TOTP(secret).now())
+            page.wait_for_url("**/helpdesk")
+            page.fill("input[name=q]", "dave")
+            page.press("input[name=q]", "Enter")
+            page.get_by_role("link", name="dave").click()
+            page.wait_for_url(f"**/helpdesk/devices/{device.id}")
+            assert page.inner_text("#verdict").startswith("Can call")
+            assert "Registered with the company SBC over mutual TLS" in page.inner_text("#verdict")
 
-            # Suspend: logged, unregistered properly: the SBC no longer has dave's contact.
-            with portal.session() as session:
-                issue_command(
-                    session, PortalKeys(portal.state), device.id, "suspend", "test", "ines"
-                )
+            # Suspend from the page: logged, unregistered properly (the SBC drops the contact).
+            with page.expect_navigation():
+                page.get_by_role("button", name="Suspend calls").click()
             gone = running.wait_for("unregistered")
             assert gone["code"] == "fraud_suspended"
             _, lines, _ = run_agent(alice, "call", "sip:dave@lab.guardphone.test", env=env)
             assert next(line for line in lines if line["state"] == "call_failed")["sip_code"] == 404
-            page = wait_until(
-                lambda: (
-                    (p := web.get(f"/helpdesk/devices/{device.id}")).text.count("Cannot call") and p
-                )
-            )
-            assert "suspended by your organisation" in page.text  # the reason, in words
 
-            # Resume: registers again.
-            with portal.session() as session:
-                issue_command(session, PortalKeys(portal.state), device.id, "resume", "", "ines")
+            def says_suspended() -> bool:
+                page.reload()
+                verdict = page.inner_text("#verdict")
+                return (
+                    verdict.startswith("Cannot call")
+                    and "suspended by your organisation" in verdict
+                )
+
+            wait_until(says_suspended)  # the next report, with the reason in words
+
+            # The security events dave's agent sent (the command, the suspension) are listed.
+            def security_events() -> set[str]:
+                with portal.session() as session:
+                    rows = session.query(EventRow).filter_by(device_id=device.id)
+                    return {e.type for e in rows if e.severity != "info"}
+
+            sent = wait_until(lambda: (t := security_events()) >= {"portal.command"} and t)
+            page.reload()
+            listed = page.inner_text("#events")
+            assert all(t in listed for t in sent), (sent, listed)
+            page.screenshot(path=SCREENSHOTS / "helpdesk-dave-suspended.png")
+
+            # Resume from the page: registers again.
+            with page.expect_navigation():
+                page.get_by_role("button", name="Resume calls").click()
             running.wait_for("registered")
 
             # A policy demanding a newer agent: refused, "update required".

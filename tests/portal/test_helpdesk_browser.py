@@ -1,4 +1,4 @@
-"""The helpdesk pages in a real browser (Debian's Chromium, headless, through Selenium)
+"""The helpdesk pages in a real browser (Debian's Chromium, headless, driven by Playwright)
 against the portal served over TLS by uvicorn: log in with password and TOTP, find the
 non-compliant device, read why its person cannot call, and (as an admin) suspend it.
 Screenshots go to build/screenshots/."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from lab import pki
 from portal import db, staff
 from portal.db import CommandRow
 from portal.keys import init_state
+from tests.browser import chromium_page, log_in
 from tests.services import PortalProcess
 
 SCREENSHOTS = Path(os.environ.get("GUARDPHONE_SCREENSHOTS", "build/screenshots"))
@@ -44,29 +44,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("Chromium is not installed (run `make deps`)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
-                 f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
-        options.add_argument(flag)
-    options.accept_insecure_certs = True  # the portal's test CA is not in the system store
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    yield driver
-    driver.quit()
+def page() -> Iterator[Any]:
+    with chromium_page() as browser_page:
+        yield browser_page
 
 
 def test_helpdesk_finds_why_alice_cannot_call_and_an_admin_suspends(
-    served: tuple[str, str, Path], browser: Any, tmp_path: Path
+    served: tuple[str, str, Path], page: Any, tmp_path: Path
 ) -> None:
     from fastapi.testclient import TestClient
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.wait import WebDriverWait
 
     url, db_url, _ = served
     maker = db.sessions(db.engine_for(db_url))
@@ -106,49 +92,38 @@ def test_helpdesk_finds_why_alice_cannot_call_and_an_admin_suspends(
         assert api.post("/v1/posture", content=body, headers=headers).status_code == 200
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.get(url + "/helpdesk")
-    assert browser.current_url.endswith("/login")  # nothing without logging in
-    browser.find_element(By.NAME, "name").send_keys("ines")
-    browser.find_element(By.NAME, "password").send_keys("a long admin password")
-    browser.find_element(By.NAME, "code").send_keys("123456")  # a wrong code
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait = WebDriverWait(browser, 10)
-    wait.until(lambda b: "error=" in b.current_url)
-    assert "Wrong name, password or code" in browser.find_element(By.ID, "error").text
-    browser.save_screenshot(str(SCREENSHOTS / "helpdesk-login.png"))
-    browser.find_element(By.NAME, "name").send_keys("ines")
-    browser.find_element(By.NAME, "password").send_keys("a long admin password")
-    browser.find_element(By.NAME, "code").send_keys(pyotp.TOTP(secret).now())
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait.until(lambda b: b.current_url.endswith("/helpdesk"))
+    log_in(page, url, "ines", "a long admin password", "123456")  # a wrong code
+    page.wait_for_url("**error=*")
+    assert "Wrong name, password or code" in page.inner_text("#error")
+    page.screenshot(path=SCREENSHOTS / "helpdesk-login.png")
+    page.fill("input[name=name]", "ines")
+    page.fill("input[name=password]", "a long admin password")
+    page.fill("input[name=code]", pyotp.TOTP(secret).now())
+    page.click("button[type=submit]")
+    page.wait_for_url("**/helpdesk")
 
-    browser.find_element(By.NAME, "noncompliant").click()
-    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    wait.until(lambda b: "noncompliant=true" in b.current_url)
-    rows = browser.find_elements(By.CSS_SELECTOR, "#devices tr.fail")
-    assert len(rows) == 1 and "host firewall: off" in rows[0].text
-    browser.save_screenshot(str(SCREENSHOTS / "helpdesk-devices.png"))
-    rows[0].find_element(By.LINK_TEXT, "alice").click()
-    wait.until(lambda b: f"/helpdesk/devices/{device}" in b.current_url)
+    page.check("input[name=noncompliant]")
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**noncompliant=true*")
+    rows = page.locator("#devices tr.fail")
+    assert rows.count() == 1 and "host firewall: off" in rows.first.inner_text()
+    page.screenshot(path=SCREENSHOTS / "helpdesk-devices.png")
+    rows.first.get_by_role("link", name="alice").click()
+    page.wait_for_url(f"**/helpdesk/devices/{device}")
 
-    verdict = browser.find_element(By.ID, "verdict").text
+    verdict = page.inner_text("#verdict")
     assert "Cannot call" in verdict and "Office tunnel connected" in verdict
     assert "What to do: Connect to the office tunnel with your VPN client." in verdict
-    failing = browser.find_elements(By.CSS_SELECTOR, "#posture tr.fail")
-    assert failing and failing[0].text.startswith("Host firewall")
-    colour = (
-        failing[0].find_element(By.CSS_SELECTOR, "td").value_of_css_property("background-color")
+    failing = page.locator("#posture tr.fail")
+    assert failing.count() and failing.first.inner_text().startswith("Host firewall")
+    colour = failing.first.locator("td").first.evaluate(
+        "cell => getComputedStyle(cell).backgroundColor"
     )
-    assert colour == "rgba(252, 232, 230, 1)"  # highlighted, as a person sees it
-    browser.save_screenshot(str(SCREENSHOTS / "helpdesk-device.png"))
+    assert colour == "rgb(252, 232, 230)"  # highlighted, as a person sees it
+    page.screenshot(path=SCREENSHOTS / "helpdesk-device.png")
 
-    browser.find_element(By.XPATH, "//button[text()='Suspend calls']").click()
-
-    def issued(_: Any) -> Any:
-        with maker() as session:
-            return session.query(CommandRow).first()
-
-    wait.until(issued)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Suspend calls").click()
     with maker() as session:
         command = session.query(CommandRow).one()
         assert (command.kind, command.issued_by) == ("suspend", "ines")
