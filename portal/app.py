@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Path as PathPart
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from agent import schemas
@@ -39,6 +41,8 @@ from portal.keys import PortalKeys, verify_device
 
 API_VERSION = "1"
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,16 @@ def create_app(config: PortalConfig) -> FastAPI:
     app.state.keys = PortalKeys(config.state_dir)
     app.include_router(device_api)
     staff.mount(app)
+    app.add_exception_handler(DataError, _unstorable)
     return app
+
+
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot hold (PostgreSQL refuses NUL characters in text and
+    JSON): it came from the client, so it is a 422 that says so, never a 500."""
+    log.warning("%s %s: input the database cannot store: %s", request.method, request.url.path, exc)
+    detail = "a value the database cannot store (a NUL character, or a number out of range)"
+    return JSONResponse({"detail": {"error": "invalid", "detail": detail}}, status_code=422)
 
 
 def db(request: Request) -> Any:
@@ -292,7 +305,7 @@ def commands(
 
 @device_api.post("/commands/{command_id}/done")
 def command_done(
-    command_id: int,
+    command_id: Annotated[int, PathPart(ge=1, le=2**63 - 1)],  # what a BIGINT column holds
     me: Device = Depends(device),  # noqa: B008
     session: Session = Depends(db),  # noqa: B008
 ) -> dict[str, Any]:

@@ -14,18 +14,18 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from agent.schemas import Policy
 from portal import app as api
 from portal.db import Device, EnrollToken, EventRow, Staff, utcnow
 
@@ -107,9 +107,11 @@ def _sign(key: bytes, payload: dict[str, Any]) -> str:
 
 
 def _unsign(key: bytes, value: str) -> dict[str, Any] | None:
+    # compare_digest on str raises for non-ASCII (a 500 for a crafted cookie): bytes here,
+    # and in every comparison below.
     body, _, mac = value.rpartition(".")
     good = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
-    if not body or not hmac.compare_digest(mac, good):
+    if not body or not hmac.compare_digest(mac.encode(), good.encode()):
         return None
     payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body))
     return payload if payload.get("exp", 0) > time.time() else None
@@ -198,7 +200,7 @@ def login(
 
 
 def _matches(totp: pyotp.TOTP, code: str, step: int) -> bool:
-    return hmac.compare_digest(totp.generate_otp(step), code.strip())
+    return hmac.compare_digest(totp.generate_otp(step).encode(), code.strip().encode())
 
 
 @router.post("/logout")
@@ -263,9 +265,9 @@ def device_view(session: Session, device: Device) -> dict[str, Any]:
 
 @router.get("/v1/devices")
 def list_devices(
-    q: str = "",
+    q: Annotated[str, Query(max_length=200)] = "",
     noncompliant: bool = False,
-    offset: int = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     me: Who = Depends(staff_only),  # noqa: B008
     session: Session = Depends(api.db),  # noqa: B008
 ) -> list[dict[str, Any]]:
@@ -297,7 +299,7 @@ def get_device(
 @router.get("/helpdesk", response_class=HTMLResponse, response_model=None)
 def devices_page(
     request: Request,
-    q: str = "",
+    q: Annotated[str, Query(max_length=200)] = "",
     noncompliant: bool = False,
     session: Session = Depends(api.db),  # noqa: B008
 ) -> HTMLResponse | RedirectResponse:
@@ -338,21 +340,44 @@ def command_form(
     me: Who = Depends(admin_only),  # noqa: B008
     session: Session = Depends(api.db),  # noqa: B008
 ) -> RedirectResponse:
-    if not hmac.compare_digest(csrf, me.csrf):
+    if not hmac.compare_digest(csrf.encode(), me.csrf.encode()):
         raise HTTPException(403, {"error": "csrf"})
     _command(request, session, device_id, kind, "from the helpdesk page", me)
     return RedirectResponse(f"/helpdesk/devices/{device_id}", status_code=303)
 
 
+class _Admin(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
+
+
+class CommandRequest(_Admin):
+    kind: Literal["suspend", "resume", "reenroll", "report_now"]
+    reason: str = Field(default="", max_length=500)
+
+
+class PolicyRequest(_Admin):
+    """A new policy: what is not given takes the default (as in agent.schemas.Policy)."""
+
+    min_agent_version: str = Field(default="0.0.0", pattern=r"^[0-9]+(\.[0-9]+){0,3}$")
+    below_min_version: Literal["refuse", "warn"] = "warn"
+    report_interval_s: int = Field(default=900, ge=60, le=86400)
+
+
+class TokenRequest(_Admin):
+    user: str = Field(min_length=1, max_length=128)
+    sip_password: str = Field(min_length=1, max_length=256)
+    hours: int = Field(default=72, ge=1, le=720)
+
+
 @router.post("/v1/admin/devices/{device_id}/commands")
 def command_api(
     device_id: str,
-    body: dict[str, str],
+    body: CommandRequest,
     request: Request,
     me: Who = Depends(admin_only),  # noqa: B008
     session: Session = Depends(api.db),  # noqa: B008
 ) -> dict[str, Any]:
-    row = _command(request, session, device_id, body.get("kind", ""), body.get("reason", ""), me)
+    row = _command(request, session, device_id, body.kind, body.reason, me)
     return {"id": row.id, "kind": row.kind}
 
 
@@ -368,26 +393,19 @@ def _command(
 
 @router.post("/v1/admin/policy")
 def new_policy(
-    body: dict[str, Any],
+    body: PolicyRequest,
     request: Request,
     me: Who = Depends(admin_only),  # noqa: B008
     session: Session = Depends(api.db),  # noqa: B008
 ) -> dict[str, Any]:
-    fields = {
-        k: v
-        for k, v in body.items()
-        if k in Policy.model_fields and k not in ("version", "issued_at")
-    }
-    return api.publish_policy(session, api.keys(request), **fields).model_dump()
+    return api.publish_policy(session, api.keys(request), **body.model_dump()).model_dump()
 
 
 @router.post("/v1/admin/tokens")
 def new_token(
-    body: dict[str, Any],
+    body: TokenRequest,
     me: Who = Depends(admin_only),  # noqa: B008
     session: Session = Depends(api.db),  # noqa: B008
 ) -> dict[str, str]:
-    token = add_token(
-        session, str(body["user"]), str(body["sip_password"]), int(body.get("hours", 72))
-    )
+    token = add_token(session, body.user, body.sip_password, body.hours)
     return {"token": token}
