@@ -286,8 +286,11 @@ def agent(config: Path | str, *args: str, env: dict[str, str]) -> Iterator[Agent
 class PortalProcess:
     """`python -m portal serve` over TLS on a free loopback port, stopped by PID."""
 
-    def __init__(self, db_url: str, state: Path, domain: str, cert: Path, key: Path) -> None:
-        self.port = free_port(("127.0.0.1",))
+    def __init__(
+        self, db_url: str, state: Path, domain: str, cert: Path, key: Path, port: int = 0
+    ) -> None:
+        self.db_url, self.state, self.domain, self.cert, self.key = db_url, state, domain, cert, key
+        self.port = port or free_port(("127.0.0.1",))  # a restart keeps its port (and URL)
         self.url = f"https://127.0.0.1:{self.port}"
         serve = ["serve", "--db", db_url, "--state", str(state), "--domain", domain]
         tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--port", str(self.port)]

@@ -7,6 +7,8 @@ contact), a resume command brings it back, and a policy demanding a newer agent 
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 import os
 import time
@@ -19,6 +21,7 @@ import pyotp
 import pytest
 
 from agent import config, enroll, keystore
+from agent.events import EventLog
 from portal import db, staff
 from portal.app import publish_policy
 from portal.db import CommandRow, Device, EventRow, PostureRow
@@ -36,9 +39,15 @@ class Portal:
     url: str
     db_url: str
     state: Path
+    server: PortalProcess
 
     def session(self) -> Any:
         return db.sessions(db.engine_for(self.db_url))()
+
+    def restart(self) -> None:
+        """The same portal (database, keys, certificate, port) started again."""
+        s = self.server
+        self.server = PortalProcess(s.db_url, s.state, s.domain, s.cert, s.key, port=s.port)
 
 
 @pytest.fixture
@@ -51,8 +60,9 @@ def portal(lab: Any, tmp_path: Path) -> Iterator[Portal]:
     server = PortalProcess(
         db_url, state, lab.domain, directory / "portal.pem", directory / "portal.key"
     )
-    yield Portal(server.url, db_url, state)
-    server.stop()
+    running = Portal(server.url, db_url, state, server)
+    yield running
+    running.server.stop()
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -191,3 +201,57 @@ def test_enroll_report_suspend_resume_and_update_required_through_the_portal(
     assert types.count("portal_command") == 2 and "fraud_resumed" in types
     with portal.session() as session:
         assert all(c.done_at is not None for c in session.query(CommandRow))
+
+
+def test_the_portal_down_for_a_while_loses_nothing_and_delivers_in_order_afterwards(
+    lab: Any, portal: Portal, dave: Path, env: dict[str, str]
+) -> None:
+    enrollee = json.loads((Path(lab.directory) / "enrollee.json").read_text())
+    with portal.session() as session:
+        token = staff.add_token(session, "dave", enrollee["password"], hours=1)
+    assert run_cli(str(dave), "enroll", env=env, stdin=token + "\n").returncode == 0
+    with portal.session() as session:
+        device = session.query(Device).one().id
+    local_log = EventLog(Path(json.loads(dave.read_text())["event_log"]))
+    alice = next(u.config for u in lab.users if u.name == "alice")
+
+    def delivered() -> int:
+        with portal.session() as session:
+            return int(session.query(EventRow).filter_by(device_id=device).count())
+
+    with agent(dave, "answer", "--count", "1", env=env) as first:
+        first.wait_for("registered")
+        wait_until(lambda: delivered() >= 2)  # the link works before the outage
+        portal.server.stop()
+        down_at = dt.datetime.now(dt.UTC)
+        # While the portal is away: a call (events), the agent stopping and a new agent
+        # starting (its first posture report waits in the outbox, on disk).
+        _, lines, _ = run_agent(
+            alice, "call", "sip:dave@lab.guardphone.test", "--hangup-after", "1", env=env
+        )
+        assert any(line["state"] == "call_established" for line in lines), lines
+        assert first.wait(20) == 0
+    with agent(dave, "register", env=env) as second:
+        second.wait_for("registered")
+        newest = next(local_log.query(limit=1, newest_first=True)).seq
+        assert delivered() < newest  # the outage really held events back
+        portal.restart()
+        up_at = dt.datetime.now(dt.UTC)
+
+        # Every event arrives, each once, in the order of the agent's hash chain.
+        wait_until(lambda: delivered() >= newest, timeout=60)
+        with portal.session() as session:
+            rows = session.query(EventRow).filter_by(device_id=device).order_by(EventRow.seq).all()
+            reports = (
+                session.query(PostureRow).filter_by(device_id=device).order_by(PostureRow.id).all()
+            )
+        assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
+        # Among them the call made while the portal was away.
+        during = [r.type for r in rows if down_at < dt.datetime.fromisoformat(r.time) < up_at]
+        assert any(t.startswith("call.") for t in during), during
+        # The report written while the portal was down was delivered, after the ones before.
+        times = [dt.datetime.fromisoformat(r.report["time"]) for r in reports]
+        assert times == sorted(times)
+        assert any(down_at < t < up_at for t in times), (down_at, up_at, times)
+    local_log.close()
