@@ -216,14 +216,11 @@ async def posture(
     device_row = session.get(Device, me.id)
     assert device_row is not None
     found = compliance.problems(report, _policy(session))
+    document = report.model_dump()
     session.add(
-        PostureRow(
-            device_id=me.id,
-            report=report.model_dump(),
-            signature=request.headers[schemas.H_SIGNATURE],
-        )
+        PostureRow(device_id=me.id, report=document, signature=request.headers[schemas.H_SIGNATURE])
     )
-    device_row.posture = report.model_dump()
+    device_row.posture = document
     device_row.last_report_time = report.time
     device_row.last_seen = utcnow()
     device_row.agent_version = report.agent_version
