@@ -44,7 +44,11 @@ REGISTER_TIMEOUT_S = 15.0
 IDLE_POLL_S = 1.0  # pjsip wakes us earlier for its own timers and for any packet
 # While SIP runs, pjsip's wait is cut to this so a netlink change is acted on within it
 # (pjsip's poll cannot wait on our netlink socket): the bound on path-loss reaction time.
+# During a call the bound is what matters (the call must end at once), and pjsip wakes
+# for every media packet anyway, but not once the link is gone: then the short tick is
+# what notices.
 TICK_S = 0.25
+TICK_IN_CALL_S = 0.02
 RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
 RECHECK_SBC_S = 30.0
 CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is noticed
@@ -296,7 +300,8 @@ class Softphone(CallControls, Leaving):
         """Wait for SIP or network events (at most `timeout_s`) and act on them."""
         net = NetEvents()
         if self._running:
-            events = self._engine.poll(min(timeout_s, TICK_S))
+            tick = TICK_IN_CALL_S if self._calls.active else TICK_S
+            events = self._engine.poll(min(timeout_s, tick))
             if self._netwatch is not None:
                 net = self._netwatch.drain()
             if self._path_broke(net):

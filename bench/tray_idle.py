@@ -19,13 +19,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
-
-import psutil
 
 from bench import results_file
+from bench.idle import idle_figures
 from lab import lab as lab_mod
 from lab import sbc
 from tests.services import GUARDPHONE, free_port
@@ -45,44 +42,12 @@ app.exec()
 """
 
 
-def switches(pid: int) -> int:
-    """Voluntary + involuntary context switches of every thread of `pid`."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            text = (task / "status").read_text()
-        except OSError:
-            continue  # the thread ended meanwhile
-        for line in text.splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                total += int(line.split()[1])
-    return total
-
-
 def wait_registered(proc: subprocess.Popen[str], name: str) -> None:
     assert proc.stdout is not None
     for raw in proc.stdout:
         if raw.startswith("{") and json.loads(raw).get("state") == "registered":
             return
     raise RuntimeError(f"{name} never registered")
-
-
-def measure(procs: dict[str, subprocess.Popen[str]], seconds: float) -> dict[str, Any]:
-    time.sleep(3)  # let start-up settle (imports, first checks, pjsip's first timers)
-    handles = {name: psutil.Process(p.pid) for name, p in procs.items()}
-    cpu0 = {n: sum(h.cpu_times()[:2]) for n, h in handles.items()}
-    ctx0 = {n: switches(h.pid) for n, h in handles.items()}
-    time.sleep(seconds)
-    out = {}
-    for name, h in handles.items():
-        cpu = sum(h.cpu_times()[:2]) - cpu0[name]
-        out[name] = {
-            "rss_mib": round(h.memory_info().rss / 2**20, 1),
-            "cpu_s_per_min": round(cpu * 60 / seconds, 4),
-            "wakeups_per_s": round((switches(h.pid) - ctx0[name]) / seconds, 2),
-            "threads": h.num_threads(),
-        }
-    return out
 
 
 def main() -> int:
@@ -109,7 +74,7 @@ def main() -> int:
         for name, cmd in commands.items():
             procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             wait_registered(procs[name], name)
-        figures = measure(procs, args.seconds)
+        figures = idle_figures({n: p.pid for n, p in procs.items()}, args.seconds)
     finally:
         for proc in procs.values():
             proc.terminate()
