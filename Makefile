@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 
-.PHONY: help deps demo test lint format typecheck unit schema bench-register bench-fraud-events bench-tray bench-portal mdm package frozen lock clean
+.PHONY: help deps demo test lint format typecheck unit schema bench mdm package frozen lock clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,17 +34,8 @@ schema: deps ## regenerate schemas/*.schema.json from the settings in agent/conf
 	@$(VENV)/python -m agent.schema_export > schemas/agent-config.schema.json
 	@$(VENV)/python -m agent.schema_export managed > schemas/managed-config.schema.json
 
-bench-register: deps ## figures: start -> registered, call setup, RSS vs bare pjsua2
-	@scripts/keychain-session.sh $(VENV)/python -m bench.register_call
-
-bench-fraud-events: deps ## figures: fraud decision, event appends, query over 1M events
-	@$(VENV)/python -m bench.fraud_events
-
-bench-tray: deps ## figures: the registered tray app's idle RSS, CPU and wake-ups
-	@scripts/keychain-session.sh scripts/desktop-session.sh $(VENV)/python -m bench.tray_idle
-
-bench-portal: deps ## figures: signed reports/s and the helpdesk list at 100,000 devices
-	@$(VENV)/python -m bench.portal
+bench: deps ## every benchmark beside its peer, one table -> bench/results/ (ONLY="softphones portal")
+	@scripts/keychain-session.sh scripts/desktop-session.sh $(VENV)/python -m bench.all $(if $(ONLY),--only $(ONLY))
 
 mdm: deps ## MDM templates from the settings table into build/mdm/ (and docs/settings.md)
 	@$(VENV)/python -m installer.mdm build/mdm

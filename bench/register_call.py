@@ -1,6 +1,6 @@
 """Registration time, call setup time and RSS of the agent, against bare pjsua2, same lab.
 
-Run with `make bench-register` (inside a private Secret Service). The peer is bare pjsua2
+Run with `make bench ONLY=register_call` (inside a private Secret Service). The peer is bare pjsua2
 with the same TLS and SRTP settings (lab/bare_peer.py): the ratio is what guardphone's
 checks, supervisor and CLI add on top of PJSIP. Prints a table and writes JSON with the
 machine's description to bench/results/.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 import psutil
 
 from bench import results_file
+from bench.table import Row, render
 from lab import lab as lab_mod
 from lab import sbc
 from tests.services import GUARDPHONE, AgentProcess, free_port
@@ -106,10 +108,7 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-n", type=int, default=15)
-    args = parser.parse_args()
+def measure(n: int) -> dict[str, Any]:
     from agent.keystore import OsKeychain
 
     store = OsKeychain()
@@ -119,17 +118,16 @@ def main() -> int:
     cfg = {u.name: u.config for u in state.users}
     agent_reg = [GUARDPHONE, "--config", cfg["alice"], "register", "--once", "--json"]
     bare_reg = [*BARE, cfg["alice"], "register"]
-    rows: dict[str, dict[str, dict[str, float]]] = {}
     try:
         # Interleave agent and peer so machine noise hits both alike.
         reg_a, reg_b, call_a, call_b = [], [], [], []
-        for _ in range(args.n):
+        for _ in range(n):
             reg_a.append(start_to_registered(agent_reg))
             reg_b.append(start_to_registered(bare_reg))
-        bob = AgentProcess(cfg["bob"], "answer", env=dict(__import__("os").environ))
+        bob = AgentProcess(cfg["bob"], "answer", env=dict(os.environ))
         try:
             bob.wait_for("registered")
-            for _ in range(args.n):
+            for _ in range(n):
                 call_a.append(agent_call_setup(cfg["alice"]))
                 time.sleep(0.3)
                 call_b.append(bare_call_setup(cfg["alice"]))
@@ -138,34 +136,44 @@ def main() -> int:
             bob.stop()
         rss_a = [
             registered_rss([GUARDPHONE, "--config", cfg["alice"], "register", "--json"])
-            for _ in range(3)
+            for _ in range(min(n, 3))
         ]
-        rss_b = [registered_rss([*BARE, cfg["alice"], "answer"]) for _ in range(3)]
-        rows = {
-            "process start -> REGISTER 200 OK (ms)": {
-                "guardphone": summary(reg_a),
-                "bare pjsua2": summary(reg_b),
-            },
-            "call setup INVITE -> confirmed (ms)": {
-                "guardphone": summary(call_a),
-                "bare pjsua2": summary(call_b),
-            },
-            "RSS registered, idle (MiB)": {
-                "guardphone": summary(rss_a),
-                "bare pjsua2": summary(rss_b),
-            },
-        }
+        rss_b = [registered_rss([*BARE, cfg["alice"], "answer"]) for _ in range(min(n, 3))]
     finally:
         lab_mod.down(directory, store)
+    return {
+        "process start -> REGISTER 200 OK (ms)": {
+            "guardphone": summary(reg_a),
+            "bare pjsua2": summary(reg_b),
+        },
+        "call setup INVITE -> confirmed (ms)": {
+            "guardphone": summary(call_a),
+            "bare pjsua2": summary(call_b),
+        },
+        "RSS registered, idle (MiB)": {
+            "guardphone": summary(rss_a),
+            "bare pjsua2": summary(rss_b),
+        },
+    }
 
-    print(f"{'figure':42} {'guardphone':>22} {'bare pjsua2':>22} {'ratio':>7}")
-    for name, pair in rows.items():
-        a, b = pair["guardphone"], pair["bare pjsua2"]
-        print(
-            f"{name:42} {a['median']:>9} (worst {a['worst']:>7}) "
-            f"{b['median']:>9} (worst {b['worst']:>7}) {a['median'] / b['median']:>7.2f}"
-        )
-    results_file.write("register_call", {"n": args.n, "figures": rows})
+
+def rows(figures: dict[str, Any]) -> list[Row]:
+    """Against the SIP stack alone: what guardphone's checks and supervisor add."""
+    out = []
+    for name, pair in figures.items():
+        ours, bare = pair["guardphone"], pair["bare pjsua2"]
+        label = f"{name.replace(' (', ', ').rstrip(')')} (median, n={ours['n']})"
+        out.append(Row(label, ours["median"], "bare pjsua2, same settings", bare["median"]))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=15)
+    args = parser.parse_args()
+    figures = measure(args.n)
+    print(render(rows(figures)))
+    results_file.write("register_call", {"n": args.n, "figures": figures})
     return 0
 
 

@@ -24,9 +24,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write(name: str, figures: dict[str, Any]) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+def write(name: str, figures: dict[str, Any], directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps({"machine": machine(), **figures}, indent=2) + "\n")
     print(f"written to {out}")
     return out

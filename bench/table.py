@@ -37,14 +37,14 @@ def _cell(value: float | str | None) -> str:
 
 
 def render(rows: Iterable[Row]) -> str:
-    head = f"{'figure':48} {'guardphone':>11} {'peer':>30} {'peer value':>11} {'ratio':>7}  goal"
+    head = f"{'figure':56} {'guardphone':>11} {'peer':>30} {'peer value':>11} {'ratio':>7}  goal"
     lines = [head, "-" * len(head)]
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
         verdict = {True: "met", False: "NOT met", None: ""}[r.met]
         goal = f"{r.goal} {verdict}".strip()
         lines.append(
-            f"{r.figure:48} {_cell(r.ours):>11} {r.peer:>30} {_cell(r.theirs):>11} "
+            f"{r.figure:56} {_cell(r.ours):>11} {r.peer:>30} {_cell(r.theirs):>11} "
             f"{ratio:>7}  {goal}"
         )
     return "\n".join(lines)

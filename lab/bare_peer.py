@@ -5,6 +5,7 @@ settings as guardphone, none of its checks); with `--srtp disabled` it stands fo
 phone or trunk with no SRTP at all. Prints one JSON line per milestone ({"t", "event", ...}).
 
 Usage: python -m lab.bare_peer CONFIG (register | call URI | answer [SECONDS]) [--srtp MODE]
+       [--hold SECONDS]
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def main() -> int:
     parser.add_argument("mode", choices=("register", "call", "answer"))
     parser.add_argument("arg", nargs="?")
     parser.add_argument("--srtp", choices=("mandatory", "disabled"), default="mandatory")
+    parser.add_argument(
+        "--hold", type=float, default=0.0, help="call: stay connected this long (seconds)"
+    )
     args = parser.parse_args()
     cfg = config.load(args.config)
     material = load_material(cfg, keystore.OsKeychain())
@@ -49,11 +53,24 @@ def main() -> int:
             info = self.getInfo()
             if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
                 say("confirmed")
-                if args.mode == "call":
+                if args.mode == "call" and not args.hold:
                     self.hangup(pj.CallOpParam())
+                elif args.mode == "call":
+                    state["hangup_at"] = time.monotonic() + args.hold
             elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 say("call_ended", code=info.lastStatusCode)
                 state["done"] = args.mode == "call"
+
+        def onCallMediaState(self, prm: Any) -> None:
+            # Audio both ways through the null device, as the agent does: media really flows.
+            info = self.getInfo()  # owns info.media (see agent.pjcall)
+            adm = ep.audDevManager()
+            for i in range(len(info.media)):
+                m = info.media[i]
+                if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                    aud = self.getAudioMedia(i)
+                    aud.startTransmit(adm.getPlaybackDevMedia())
+                    adm.getCaptureDevMedia().startTransmit(aud)
 
     class Account(pj.Account):  # type: ignore[misc]
         def onRegState(self, prm: Any) -> None:
@@ -82,7 +99,14 @@ def main() -> int:
         calls.append(call)
         say("calling")
         call.makeCall(args.arg, pj.CallOpParam(True))
-        pump_until(time.monotonic() + 20, lambda: state["done"])
+        pump_until(time.monotonic() + 20, lambda: "hangup_at" in state or state["done"])
+        if not state["done"] and "hangup_at" in state:
+            pump_until(state["hangup_at"], lambda: state["done"])
+            if not state["done"] and args.hold:
+                stat = call.getStreamStat(0)  # owns .rtcp (see agent.pjcall)
+                say("media", rx=int(stat.rtcp.rxStat.pkt), tx=int(stat.rtcp.txStat.pkt))
+            call.hangup(pj.CallOpParam())
+            pump_until(time.monotonic() + 5, lambda: state["done"])
     elif args.mode == "answer":
         say("ready")
         pump_until(time.monotonic() + float(args.arg or 20), lambda: False)
@@ -102,6 +126,9 @@ def _endpoint(material: TlsMaterial) -> tuple[Any, int]:
     epc.uaConfig.threadCnt = 0
     epc.medConfig.threadCnt = 0
     epc.medConfig.hasIoqueue = False
+    # Silence from the null device is not suppressed: a packet every 20 ms each way, as
+    # with a person speaking (what a media benchmark must push through).
+    epc.medConfig.noVad = True
     epc.logConfig.consoleLevel = 0
     ep.libInit(epc)
     tc = pj.TransportConfig()

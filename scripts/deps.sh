@@ -15,7 +15,8 @@ DEBS=(
   rsyslog rsyslog-gnutls                    # a real syslog receiver for the SIEM tests
   postgresql                                # the fleet-size portal database (tests run on both)
   chromium                                  # a real browser for the helpdesk pages (Playwright)
-  baresip-core                              # the peer softphone in the benchmarks
+  baresip-core linphone-desktop             # the peer softphones in the benchmarks
+  gcc libc6-dev                             # the benchmarks build a TCP_NODELAY shim for baresip
   debootstrap                               # a clean Debian 12 root to install the .deb into
   ca-certificates
   xvfb xauth trayer                         # the tray app under a virtual display + tray host
