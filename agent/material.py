@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
 from cryptography import x509
@@ -63,4 +64,21 @@ def engine_settings(cfg: AgentConfig, verdict: Verdict) -> EngineSettings:
         input_device=cfg.media.input_device,
         output_device=cfg.media.output_device,
         bind_ifindex=socket.if_nametoindex(verdict.interface) if verdict.interface else None,
+        instance_id=instance_id(cfg.account_id),
     )
+
+
+def instance_id(account_id: str, machine_id_file: Path = Path("/etc/machine-id")) -> str:
+    """A stable urn:uuid for this account on this machine (RFC 5626 +sip.instance).
+
+    Without it every re-registration after a lost path left the previous binding at the SBC
+    until it expired: after 12 flaps within the registration lifetime Kamailio had more
+    contacts than branches and calls to the person stopped arriving (found by bench/
+    fail_closed.py). Derived, not stored: /etc/machine-id (or the MAC address where there
+    is none) with the account, hashed, so it names no hardware."""
+    try:
+        machine = machine_id_file.read_text().strip()
+    except OSError:
+        machine = ""
+    seed = f"guardphone:{account_id}:{machine or uuid.getnode()}"
+    return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, seed)}>"

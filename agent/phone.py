@@ -158,7 +158,11 @@ class Pjsua2Engine:
         creds = pj.AuthCredInfoVector()
         creds.append(pj.AuthCredInfo("digest", s.domain, s.user, 0, self._material.sip_password))
         acfg.sipConfig.authCreds = creds
-        acfg.natConfig.sipOutboundUse = 0
+        # RFC 5626 outbound with a stable instance: a re-REGISTER after a lost path
+        # replaces the binding at the SBC instead of adding another (agent.material).
+        acfg.natConfig.sipOutboundUse = 1 if s.instance_id else 0
+        acfg.natConfig.sipOutboundInstanceId = s.instance_id
+        acfg.natConfig.sipOutboundRegId = "1"
         acfg.natConfig.iceEnabled = False
         acfg.natConfig.sdpNatRewriteUse = 0
         med = acfg.mediaConfig

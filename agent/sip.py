@@ -24,6 +24,9 @@ class EngineSettings:
     bind_ifindex: int | None = None  # the path's interface; sockets may use no other
     input_device: str | None = None  # by name; None: the system default
     output_device: str | None = None
+    # RFC 5626 instance: the same for this account on this machine across restarts and
+    # path changes, so the SBC replaces the binding instead of adding one each time.
+    instance_id: str = ""
 
     @property
     def id_uri(self) -> str:

@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,24 @@ def main() -> int:
         return 2
     figures: dict[str, Any] = {}
     rows: list[Row] = []
+    failed = []
     for step in STEPS:
         if args.only and step.name not in args.only:
             continue
         print(f"== {step.name}", flush=True)
         started = time.monotonic()
-        got = (step.quick if args.quick else step.full)()
+        try:
+            got = (step.quick if args.quick else step.full)()
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            traceback.print_exc()
+            failed.append(step.name)
+            figures[step.name] = {"error": f"{type(exc).__name__}: {str(exc)[:2000]}"}
+            continue
         figures[step.name] = {**got, "seconds_taken": round(time.monotonic() - started, 1)}
         rows += step.rows(got)
     table = render(rows)
+    if failed:
+        table += f"\nFAILED (no figures): {', '.join(failed)}"
     print(table)
     out = results_file.write(
         "bench",
@@ -96,7 +106,7 @@ def main() -> int:
         args.results,
     )
     out.with_suffix(".txt").write_text(table + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from bench.table import Row, render
 from lab import lab as lab_mod
 from lab import net, sbc
 from tests.netlab import in_ns, user_config
-from tests.services import free_port
+from tests.services import AgentProcess, free_port
 
 PREFIX = "gb"  # apart from the tests' (gt) and the demo's (gp) namespaces
 NAMES = net.Names(PREFIX)
@@ -94,6 +94,22 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def call_alice(alice: AgentProcess, bob_cfg: Path, env: dict[str, str]) -> AgentProcess:
+    """Bob in the office calls alice on the laptop; a call that does not connect (seen once
+    in 50: Kamailio still routing to alice's previous contact) is tried again."""
+    for attempt in range(3):
+        bob = in_ns(OFFICE, bob_cfg, "call", "sip:alice@lab.guardphone.test", env=env)
+        try:
+            alice.wait_for("call_established", timeout=10)
+            return bob
+        except AssertionError:
+            bob.stop()
+            if attempt == 2:
+                raise
+            print(f"fail_closed: a call did not connect, trying again ({bob.lines[-3:]})")
+    raise AssertionError("unreachable")
+
+
 def flaps(state: Any, n: int, env: dict[str, str]) -> dict[str, Any]:
     alice_cfg = user_config(state, "alice", paths=["wireguard"])
     bob_cfg = user_config(state, "bob")
@@ -103,9 +119,8 @@ def flaps(state: Any, n: int, env: dict[str, str]) -> dict[str, Any]:
     try:
         alice.wait_for("registered", timeout=30)
         for _ in range(n):
-            bob = in_ns(OFFICE, bob_cfg, "call", "sip:alice@lab.guardphone.test", env=env)
+            bob = call_alice(alice, bob_cfg, env)
             try:
-                alice.wait_for("call_established", timeout=20)
                 cut = time.time()
                 subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "down"], check=True)
                 ended = alice.wait_for("call_ended", timeout=5)

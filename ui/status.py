@@ -3,7 +3,7 @@ can be tested quickly; the widgets only draw what this says."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 # Worst last: a change to a later kind is "worse" and gets a notification.
@@ -24,6 +24,7 @@ class Status:
     headline: str  # a few words: the tooltip's first line and the notification title
     detail: str = ""  # the reason, in the agent's words
     path: str | None = None
+    advice: str = ""  # e.g. the organisation recommends an update: shown whatever the state
 
     @property
     def can_call(self) -> bool:
@@ -31,8 +32,8 @@ class Status:
 
     @property
     def tooltip(self) -> str:
-        text = f"guardphone: {self.headline}"
-        return f"{text}\n{self.detail}" if self.detail else text
+        lines = [f"guardphone: {self.headline}", self.detail, self.advice]
+        return "\n".join(line for line in lines if line)
 
     def worse_than(self, other: Status) -> bool:
         return KINDS.index(self.kind) > KINDS.index(other.kind)
@@ -42,7 +43,15 @@ STARTING = Status("checking", "Checking the connection…")
 
 
 def status_after(current: Status, state: dict[str, Any]) -> Status:
-    """The tray's status once the agent reported `state`."""
+    """The tray's status once the agent reported `state`; advice (an update the
+    organisation recommends) stays until the app restarts."""
+    if state.get("state") == "update_recommended":
+        return replace(current, advice=f"Update recommended: {state.get('reason', '')}")
+    new = _status_after(current, state)
+    return replace(new, advice=current.advice) if current.advice and not new.advice else new
+
+
+def _status_after(current: Status, state: dict[str, Any]) -> Status:
     name = state.get("state")
     reason = str(state.get("reason", ""))
     code = state.get("code")

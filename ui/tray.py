@@ -53,6 +53,8 @@ class Tray(QObject):
         if new == self.status:
             return
         worse = notification(self.status, new)
+        if new.advice != self.status.advice:  # said once, then kept in the tooltip
+            worse = worse or ("Update recommended", new.advice.removeprefix("Update recommended: "))
         self._show(new)
         if worse is not None and QSystemTrayIcon.supportsMessages():
             self.icon.showMessage(

@@ -261,3 +261,29 @@ def test_twenty_quick_flaps_during_a_call(netlab: Any, env: dict[str, str], tmp_
         f"worst {reactions[-1]:.3f} s; tunnel up -> registered (n={len(recoveries)}): "
         f"median {recoveries[len(recoveries) // 2]:.3f} s, worst {recoveries[-1]:.3f} s"
     )
+
+
+def test_calls_still_arrive_after_more_flaps_than_the_sbc_has_branches(
+    netlab: Any, env: dict[str, str]
+) -> None:
+    """Each re-REGISTER after a lost path must replace alice's binding at the SBC (a stable
+    RFC 5626 instance), not add one: Kamailio forks to at most 12 branches, so 14 stale
+    bindings once meant calls to her stopped arriving until they expired."""
+    wg_only = user_config(netlab, "alice", paths=["wireguard"])
+    alice = in_ns(LAPTOP, wg_only, "answer", env=env)
+    bob = None
+    try:
+        alice.wait_for("registered")
+        for _ in range(14):
+            subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "down"], check=True)
+            alice.wait_for("refused", timeout=5)
+            subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "up"], check=True)
+            alice.wait_for("registered", timeout=10)
+        bob = in_ns(
+            OFFICE, user_config(netlab, "bob"), "call", "sip:alice@lab.guardphone.test", env=env
+        )
+        assert alice.wait_for("call_established", timeout=10)["direction"] == "incoming"
+    finally:
+        if bob is not None:
+            bob.stop()
+        alice.stop()

@@ -38,3 +38,21 @@ def test_what_the_user_types_becomes_what_is_dialled() -> None:
     assert dial_target("bob@other.example", "corp.example") == "sip:bob@other.example"
     assert dial_target("+44 20 7946 0018", "corp.example") == "+44 20 7946 0018"  # to the guard
     assert dial_target("sip:carol@corp.example", "x") == "sip:carol@corp.example"
+
+
+def test_a_recommended_update_is_said_and_stays_without_blocking_calls() -> None:
+    ready = status_after(STARTING, {"state": "registered", "path": "sbc_mtls"})
+    advised = status_after(
+        ready,
+        {
+            "state": "update_recommended",
+            "reason": "Your organisation asks for guardphone 9.0.0 or newer (this is 0.1.0).",
+        },
+    )
+    assert advised.can_call and advised.kind == ready.kind
+    assert "Update recommended: Your organisation asks for guardphone 9.0.0" in advised.tooltip
+    # Through later changes the advice stays in the tooltip.
+    paused = status_after(advised, {"state": "refused", "reason": "The tunnel is down."})
+    back = status_after(paused, {"state": "registered", "path": "wireguard"})
+    assert "guardphone 9.0.0" in paused.tooltip and "guardphone 9.0.0" in back.tooltip
+    assert "guardphone 9.0.0" not in ready.tooltip
