@@ -107,6 +107,7 @@ def main() -> int:
                 say("media", rx=int(stat.rtcp.rxStat.pkt), tx=int(stat.rtcp.txStat.pkt))
             call.hangup(pj.CallOpParam())
             pump_until(time.monotonic() + 5, lambda: state["done"])
+        del call  # pjsua2 objects must go before libDestroy (their destructor calls into it)
     elif args.mode == "answer":
         say("ready")
         pump_until(time.monotonic() + float(args.arg or 20), lambda: False)
