@@ -158,8 +158,7 @@ class Pjsua2Engine:
         creds = pj.AuthCredInfoVector()
         creds.append(pj.AuthCredInfo("digest", s.domain, s.user, 0, self._material.sip_password))
         acfg.sipConfig.authCreds = creds
-        # RFC 5626 outbound with a stable instance: a re-REGISTER after a lost path
-        # replaces the binding at the SBC instead of adding another (agent.material).
+        # A stable RFC 5626 instance: a re-REGISTER replaces the binding (agent.material).
         acfg.natConfig.sipOutboundUse = 1 if s.instance_id else 0
         acfg.natConfig.sipOutboundInstanceId = s.instance_id
         acfg.natConfig.sipOutboundRegId = "1"
@@ -241,11 +240,7 @@ class Pjsua2Engine:
         if c is None:
             return
         self._sample_quality(call_id, c, force=True)
-        prm = self._pj.CallOpParam()
-        info = c.getInfo()  # owns connectDuration (see agent.pjcall's docstring)
-        prm.statusCode = 603 if not info.connectDuration.sec else 200
-        with contextlib.suppress(Exception):
-            c.hangup(prm)
+        pjcall.hang_up(self._pj, c)
 
     def set_mute(self, call_id: int, muted: bool) -> None:
         c = self._calls.get(call_id)

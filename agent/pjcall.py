@@ -15,6 +15,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def hang_up(pj: Any, call: Any) -> None:
+    """End the call: declined (603) if it never connected, a normal BYE otherwise."""
+    prm = pj.CallOpParam()
+    with contextlib.suppress(Exception):  # already ending
+        info = call.getInfo()  # owns connectDuration: see the module's docstring
+        prm.statusCode = 603 if not info.connectDuration.sec else 200
+        call.hangup(prm)
+
+
 def set_mute(pj: Any, ep: Any, call: Any, muted: bool) -> None:
     """Stop (or resume) sending the microphone to the call; the call itself goes on."""
     capture = ep.audDevManager().getCaptureDevMedia()

@@ -23,19 +23,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from agent import keystore
-from bench import results_file
+from bench import labrun, results_file
 from bench.table import Row, render
-from lab import lab as lab_mod
-from lab import net, sbc
+from lab import net
 from tests.netlab import in_ns, user_config
-from tests.services import AgentProcess, free_port
+from tests.services import AgentProcess
 
 PREFIX = "gb"  # apart from the tests' (gt) and the demo's (gp) namespaces
 NAMES = net.Names(PREFIX)
@@ -168,23 +165,19 @@ def stale(state: Any, env: dict[str, str]) -> float:
 
 
 def measure(n: int, stale_rounds: int) -> dict[str, Any]:
-    store = keystore.OsKeychain()
     env = dict(os.environ)
     figures: dict[str, Any] = {}
     waits = []
     for round_ in range(max(1, stale_rounds)):
-        directory = Path(tempfile.mkdtemp(prefix="guardphone-bench-failclosed-"))
-        port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
-        state = lab_mod.up(
-            directory, store, port=port, with_net=True, prefix=PREFIX,
-            keychain_service="guardphone-bench-net",
-        )  # fmt: skip
+        state, store = labrun.start(
+            "failclosed", with_net=True, prefix=PREFIX, keychain_service="guardphone-bench-net"
+        )
         try:
             if round_ == 0:
                 figures["flaps"] = flaps(state, n, env)
             waits.append(stale(state, env))
         finally:
-            lab_mod.down(directory, store)
+            labrun.stop(state, store)
     figures["stale"] = summary(waits)
     return figures
 

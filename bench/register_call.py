@@ -15,18 +15,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench import results_file
+from bench import labrun, results_file
 from bench.table import Row, render
-from lab import lab as lab_mod
-from lab import sbc
-from tests.services import GUARDPHONE, AgentProcess, free_port
+from tests.services import GUARDPHONE, AgentProcess
 
 BARE = [sys.executable, "-m", "lab.bare_peer"]
 
@@ -109,12 +105,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def measure(n: int) -> dict[str, Any]:
-    from agent.keystore import OsKeychain
-
-    store = OsKeychain()
-    directory = Path(tempfile.mkdtemp(prefix="guardphone-bench-"))
-    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
-    state = lab_mod.up(directory, store, port=port)
+    state, store = labrun.start("register")
     cfg = {u.name: u.config for u in state.users}
     agent_reg = [GUARDPHONE, "--config", cfg["alice"], "register", "--once", "--json"]
     bare_reg = [*BARE, cfg["alice"], "register"]
@@ -140,7 +131,7 @@ def measure(n: int) -> dict[str, Any]:
         ]
         rss_b = [registered_rss([*BARE, cfg["alice"], "answer"]) for _ in range(min(n, 3))]
     finally:
-        lab_mod.down(directory, store)
+        labrun.stop(state, store)
     return {
         "process start -> REGISTER 200 OK (ms)": {
             "guardphone": summary(reg_a),

@@ -21,19 +21,17 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from agent import config, keystore
+from agent import config
 from agent.material import load as load_material
-from bench import baresip, results_file
+from bench import baresip, labrun, results_file
 from bench.idle import idle_figures
 from bench.table import Row, render
-from lab import lab as lab_mod
 from lab import sbc
-from tests.services import GUARDPHONE, AgentProcess, free_port
+from tests.services import GUARDPHONE, AgentProcess
 
 BARE = [sys.executable, "-m", "lab.bare_peer"]
 NODELAY_C = r"""
@@ -148,10 +146,8 @@ def agent_registers_with_rogue(lab_dir: Path, port: int) -> bool:
 
 
 def measure(n: int, idle_s: float) -> dict[str, Any]:
-    store = keystore.OsKeychain()
-    directory = Path(tempfile.mkdtemp(prefix="guardphone-bench-softphones-"))
-    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
-    state = lab_mod.up(directory, store, port=port)
+    state, store = labrun.start("softphones")
+    directory, port = Path(state.directory), state.port
     cfg = {u.name: u.config for u in state.users}
     alice = config.load(Path(cfg["carol"]))
     material = load_material(alice, store)
@@ -252,7 +248,7 @@ def measure(n: int, idle_s: float) -> dict[str, Any]:
         }
     finally:
         bob.stop()
-        lab_mod.down(directory, store)
+        labrun.stop(state, store)
     return figures
 
 

@@ -17,19 +17,13 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from agent import keystore
-from bench import results_file
+from bench import labrun, results_file
 from bench.table import Row, render
-from lab import lab as lab_mod
-from lab import sbc
-from tests.services import free_port
 
 BARE = [sys.executable, "-m", "lab.bare_peer"]
 
@@ -89,10 +83,7 @@ def call_cpu(caller: str, callee: str, srtp: str, seconds: float) -> float:
 
 
 def measure(seconds: float, rounds: int) -> dict[str, Any]:
-    store = keystore.OsKeychain()
-    directory = Path(tempfile.mkdtemp(prefix="guardphone-bench-srtp-"))
-    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
-    state = lab_mod.up(directory, store, port=port)
+    state, store = labrun.start("srtp")
     cfg = {u.name: u.config for u in state.users}
     rtp, srtp = [], []
     try:
@@ -100,7 +91,7 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
             rtp.append(call_cpu(cfg["carol"], cfg["bob"], "disabled", seconds))
             srtp.append(call_cpu(cfg["carol"], cfg["bob"], "mandatory", seconds))
     finally:
-        lab_mod.down(directory, store)
+        labrun.stop(state, store)
     return {
         "seconds_per_call": seconds,
         "rounds": rounds,

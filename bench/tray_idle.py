@@ -19,17 +19,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import results_file
+from bench import labrun, results_file
 from bench.idle import idle_figures
 from bench.table import Row, render
-from lab import lab as lab_mod
-from lab import sbc
-from tests.services import GUARDPHONE, free_port
+from tests.services import GUARDPHONE
 
 TRAY = str(Path(sys.executable).with_name("guardphone-tray"))
 LINPHONE = "linphone"  # Debian's linphone-desktop (Qt)
@@ -57,12 +54,8 @@ def wait_registered(proc: subprocess.Popen[str], name: str) -> None:
 
 
 def measure(seconds: float) -> dict[str, Any]:
-    from agent.keystore import OsKeychain
-
-    store = OsKeychain()
-    directory = Path(tempfile.mkdtemp(prefix="guardphone-bench-tray-"))
-    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
-    state = lab_mod.up(directory, store, port=port)
+    state, store = labrun.start("tray")
+    directory = Path(state.directory)
     cfg = {u.name: u.config for u in state.users}
     commands = {
         "tray app": [TRAY, "--config", cfg["alice"], "--json"],
@@ -93,7 +86,7 @@ def measure(seconds: float) -> dict[str, Any]:
         for proc in procs.values():
             proc.terminate()
             proc.wait(10)
-        lab_mod.down(directory, store)
+        labrun.stop(state, store)
 
 
 def rows(figures: dict[str, Any]) -> list[Row]:
