@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from agent import enroll, keystore, material
 from agent.calling import CallControls
 from agent.calls import CallBook
@@ -97,6 +99,8 @@ class Softphone(CallControls, Leaving):
         self._leaving = False  # leave() sent the un-REGISTER; stop() finishes
         self._material: TlsMaterial | None = None
         self._verdict = NOT_CHECKED
+        self._sip_key: tuple[Any, ...] | None = None  # what sip_sockets() was found for
+        self._sip_fds: list[int] = []
         self._refusal_shown: tuple[str, ...] = ()
         self._last_check = 0.0
         self._recheck_s = RECHECK_WG_S if "wireguard" in config.paths else RECHECK_SBC_S
@@ -295,6 +299,23 @@ class Softphone(CallControls, Leaving):
         return self._cert
 
     # -- the event loop ------------------------------------------------------------------
+
+    def sip_sockets(self) -> list[int]:
+        """The descriptors of our TLS connection(s) to the SBC while registered (found by
+        the SBC's port and our local address): the tray app wakes on them, so an incoming
+        call rings at once. Looked up again only when the registration or the path changes."""
+        verdict = self._verdict
+        key = (self.registered, verdict.server, verdict.local_address)
+        if key != self._sip_key:
+            self._sip_key, self._sip_fds = key, []
+            if self.registered and verdict.server is not None:
+                port, local = verdict.server[1], verdict.local_address
+                self._sip_fds = [
+                    c.fd
+                    for c in psutil.Process().net_connections(kind="tcp")
+                    if c.fd >= 0 and c.raddr and c.raddr.port == port and c.laddr.ip == local
+                ]
+        return self._sip_fds
 
     def pump(self, timeout_s: float = IDLE_POLL_S) -> None:
         """Wait for SIP or network events (at most `timeout_s`) and act on them."""

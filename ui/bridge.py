@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
 from agent import keystore
@@ -266,21 +265,16 @@ class AgentBridge(QObject):
         self.stopped.emit()
 
     def _watch_sip(self) -> None:
-        """Wake on anything the SBC sends: a notifier on our TLS connection to it (found by
-        its local address and the SBC's port), so an incoming call rings at once."""
+        """Wake on anything the SBC sends: a notifier on our TLS connection to it, so an
+        incoming call rings at once."""
         for notifier in self._sip:
             notifier.setEnabled(False)
             notifier.deleteLater()
         self._sip = []
-        verdict = self.phone.verdict
-        if not self.phone.registered or verdict.server is None:
-            return
-        port, local = verdict.server[1], verdict.local_address
-        for conn in psutil.Process().net_connections(kind="tcp"):
-            if conn.fd >= 0 and conn.raddr and conn.raddr.port == port and conn.laddr.ip == local:
-                notifier = QSocketNotifier(conn.fd, QSocketNotifier.Type.Read, self)
-                notifier.activated.connect(self._sip_readable)
-                self._sip.append(notifier)
+        for fd in self.phone.sip_sockets():
+            notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+            notifier.activated.connect(self._sip_readable)
+            self._sip.append(notifier)
 
     def _sip_readable(self) -> None:
         self._busy_until = time.monotonic() + BUSY_S  # a transaction may be starting
