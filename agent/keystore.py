@@ -147,8 +147,8 @@ def os_backend() -> Any:
     """The keychain backend, chosen the way keyring chooses but only among trusted ones.
 
     keyring.get_keyring() imports every backend any installed package declares (an
-    entry-point scan of the whole Python environment) only for us to refuse all but the
-    trusted few; in the tray app that scan stayed resident as ~14 MiB. So a backend named by
+    entry-point scan of the whole Python environment, at every start, its results kept for
+    the process's life) only for us to refuse all but the trusted few. So a backend named by
     the user (PYTHON_KEYRING_BACKEND or keyringrc.cfg, judged like any other) is taken as
     keyring would, and otherwise the viable trusted backend with keyring's highest priority.
     """
