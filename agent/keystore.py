@@ -155,7 +155,11 @@ def os_backend() -> Any:
     import keyring.backends.fail
     import keyring.core
 
-    named = keyring.core.load_env() or keyring.core.load_config()
+    try:
+        named = keyring.core.load_env() or keyring.core.load_config()
+    except Exception as exc:  # a backend named that cannot be loaded: no keychain (closed)
+        log.warning("the keychain backend named in the environment or keyringrc: %s", exc)
+        return keyring.backends.fail.Keyring()  # type: ignore[no-untyped-call]
     if named is not None:
         return named
     viable: list[tuple[float, str, type]] = []

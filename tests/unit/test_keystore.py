@@ -130,3 +130,11 @@ def test_a_backend_the_user_names_is_used_and_still_judged(
     assert type(keystore.os_backend()).__module__ == "keyring.backends.null"
     with pytest.raises(keystore.KeychainError, match="No keychain is available"):
         keystore.OsKeychain()
+
+
+def test_a_named_backend_that_cannot_be_loaded_is_no_keychain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "no.such.Backend")
+    with pytest.raises(keystore.KeychainError, match="No keychain is available"):
+        keystore.OsKeychain()
