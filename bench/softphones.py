@@ -149,8 +149,7 @@ def measure(n: int, idle_s: float) -> dict[str, Any]:
     state, store = labrun.start("softphones")
     directory, port = Path(state.directory), state.port
     cfg = {u.name: u.config for u in state.users}
-    alice = config.load(Path(cfg["carol"]))
-    material = load_material(alice, store)
+    material = load_material(config.load(Path(cfg["carol"])), store)
     shim = nodelay_shim(directory)
 
     def phone(name: str, server: str = sbc.GOOD, srtp: str = "srtp-mand") -> baresip.Baresip:
@@ -239,6 +238,21 @@ def measure(n: int, idle_s: float) -> dict[str, Any]:
         carol.wait_for("registered")
         ours_rtp = rtp_only_offer_accepted(cfg["bob"], "sip:carol@lab.guardphone.test")
         carol.stop()
+        # The control: a callee without SRTP accepts the same offer through the same SBC,
+        # so a "no" above is the callee refusing, not the lab.
+        plain = subprocess.Popen(
+            [*BARE, cfg["carol"], "answer", "15", "--srtp", "disabled"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert plain.stdout is not None
+            next(x for x in plain.stdout if '"ready"' in x)
+            if not rtp_only_offer_accepted(cfg["bob"], "sip:carol@lab.guardphone.test"):
+                raise RuntimeError("the lab refused a plain-RTP call itself: no verdict")
+        finally:
+            plain.terminate()
+            plain.wait(10)
         figures["security"] = {
             "registers_with_rogue_ca_server": {
                 "guardphone": agent_registers_with_rogue(directory, port),
