@@ -16,15 +16,20 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from agent import config
+from agent.material import load as load_material
 from bench import labrun, results_file
 from bench.table import Row, render
 from tests.services import GUARDPHONE, AgentProcess
 
 BARE = [sys.executable, "-m", "lab.bare_peer"]
+# Python + pjsua2 and nothing else: no configuration models, no keychain, no checks.
+FLOOR_PEER = "Python + pjsua2 floor, material from a file"
 
 
 def lines_until(proc: subprocess.Popen[str], wanted: str) -> list[dict[str, Any]]:
@@ -104,17 +109,43 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def floor_peer_file(config_path: str, store: Any) -> Path:
+    """The account and its material in one 0600 file for the floor peer (as baresip gets
+    them): a lab account, generated for this run and removed with the lab."""
+    cfg = config.load(Path(config_path))
+    material = load_material(cfg, store)
+    path = Path(config_path).with_suffix(".floor-peer.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "user": cfg.account.user,
+                "domain": cfg.account.domain,
+                "sbc_host": cfg.sbc.host,
+                "sbc_port": cfg.sbc.port,
+                "cert_pem": material.cert_pem,
+                "key_pem": material.key_pem,
+                "ca_pem": material.ca_pem,
+                "sip_password": material.sip_password,
+            },
+            f,
+        )
+    return path
+
+
 def measure(n: int) -> dict[str, Any]:
     state, store = labrun.start("register")
     cfg = {u.name: u.config for u in state.users}
     agent_reg = [GUARDPHONE, "--config", cfg["alice"], "register", "--once", "--json"]
     bare_reg = [*BARE, cfg["alice"], "register"]
+    floor_reg = [*BARE, str(floor_peer_file(cfg["alice"], store)), "register", "--floor"]
     try:
-        # Interleave agent and peer so machine noise hits both alike.
-        reg_a, reg_b, call_a, call_b = [], [], [], []
+        # Interleave agent and peers so machine noise hits all alike.
+        reg_a, reg_b, reg_f, call_a, call_b = [], [], [], [], []
         for _ in range(n):
             reg_a.append(start_to_registered(agent_reg))
             reg_b.append(start_to_registered(bare_reg))
+            reg_f.append(start_to_registered(floor_reg))
         bob = AgentProcess(cfg["bob"], "answer", env=dict(os.environ))
         try:
             bob.wait_for("registered")
@@ -136,6 +167,7 @@ def measure(n: int) -> dict[str, Any]:
         "process start -> REGISTER 200 OK (ms)": {
             "guardphone": summary(reg_a),
             "bare pjsua2": summary(reg_b),
+            "floor": summary(reg_f),
         },
         "call setup INVITE -> confirmed (ms)": {
             "guardphone": summary(call_a),
@@ -155,6 +187,9 @@ def rows(figures: dict[str, Any]) -> list[Row]:
         ours, bare = pair["guardphone"], pair["bare pjsua2"]
         label = f"{name.replace(' (', ', ').rstrip(')')} (median, n={ours['n']})"
         out.append(Row(label, ours["median"], "bare pjsua2, same settings", bare["median"]))
+        if "floor" in pair:
+            floor = FLOOR_PEER
+            out.append(Row(label, ours["median"], floor, pair["floor"]["median"]))
     return out
 
 

@@ -4,8 +4,12 @@ Not part of the agent. With `--srtp mandatory` it is the benchmark's peer (same 
 settings as guardphone, none of its checks); with `--srtp disabled` it stands for an old desk
 phone or trunk with no SRTP at all. Prints one JSON line per milestone ({"t", "event", ...}).
 
+With `--floor`, CONFIG is a peer file written by the benchmark (JSON: user, domain, sbc_host,
+sbc_port and the PEMs and password, as baresip gets them in its config directory) and nothing
+of guardphone is imported: the Python + pjsua2 floor of "process start -> registered".
+
 Usage: python -m lab.bare_peer CONFIG (register | call URI | answer [SECONDS]) [--srtp MODE]
-       [--hold SECONDS]
+       [--hold SECONDS] [--floor]
 """
 
 from __future__ import annotations
@@ -15,14 +19,10 @@ import gc
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pjsua2 as pj
-
-from agent import config, keystore
-from agent.config import AgentConfig
-from agent.material import load as load_material
-from agent.sip import TlsMaterial
 
 BIND = "127.0.0.1"
 
@@ -40,9 +40,11 @@ def main() -> int:
     parser.add_argument(
         "--hold", type=float, default=0.0, help="call: stay connected this long (seconds)"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="CONFIG is a peer file; import nothing of ours"
+    )
     args = parser.parse_args()
-    cfg = config.load(args.config)
-    material = load_material(cfg, keystore.OsKeychain())
+    cfg, material = _floor_peer(args.config) if args.floor else _agent_peer(args.config)
 
     ep, tid = _endpoint(material)
     state: dict[str, Any] = {"registered": False, "done": False}
@@ -120,7 +122,29 @@ def main() -> int:
     return 0
 
 
-def _endpoint(material: TlsMaterial) -> tuple[Any, int]:
+def _agent_peer(path: Path) -> tuple[Any, Any]:
+    """The account from a guardphone config, the material from the keychain."""
+    from agent import config, keystore
+    from agent.material import load as load_material
+
+    cfg = config.load(path)
+    return cfg, load_material(cfg, keystore.OsKeychain())
+
+
+def _floor_peer(path: Path) -> tuple[Any, Any]:
+    """The same account and material from one JSON file (the benchmark's floor peer)."""
+    peer = json.loads(path.read_text())
+    cfg = SimpleNamespace(
+        account=SimpleNamespace(user=peer["user"], domain=peer["domain"]),
+        sbc=SimpleNamespace(host=peer["sbc_host"], port=peer["sbc_port"]),
+    )
+    material = SimpleNamespace(
+        **{k: peer[k] for k in ("cert_pem", "key_pem", "ca_pem", "sip_password")}
+    )
+    return cfg, material
+
+
+def _endpoint(material: Any) -> tuple[Any, int]:
     ep = pj.Endpoint()
     ep.libCreate()
     epc = pj.EpConfig()
@@ -148,7 +172,7 @@ def _endpoint(material: TlsMaterial) -> tuple[Any, int]:
     return ep, int(tid)
 
 
-def _account_config(cfg: AgentConfig, material: TlsMaterial, tid: int, srtp: str) -> Any:
+def _account_config(cfg: Any, material: Any, tid: int, srtp: str) -> Any:
     ac = pj.AccountConfig()
     ac.idUri = f"sip:{cfg.account.user}@{cfg.account.domain}"
     ac.regConfig.registrarUri = f"sip:{cfg.account.domain};transport=tls"

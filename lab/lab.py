@@ -24,6 +24,7 @@ from typing import Any
 
 from agent import keystore
 from lab import net, pki, sbc
+from lab.cli import DEFAULT_PORT, KEYCHAIN_SERVICE
 from tunnel.sbc import spki_pin
 
 DOMAIN = "lab.guardphone.test"
@@ -31,8 +32,6 @@ SBC_NAME = "sbc.lab.guardphone.test"
 USERS = ("alice", "bob", "carol")
 ENROLLEE = "dave"  # provisioned at the SBC, enrolls with a token
 REVOKED = "eve"  # enrolled, but her certificate is on the CRL
-DEFAULT_PORT = 5061
-KEYCHAIN_SERVICE = "guardphone"
 
 
 @dataclass(frozen=True)

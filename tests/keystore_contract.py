@@ -69,3 +69,21 @@ class KeystoreContract:
         with pytest.raises(keystore.MissingCredential, match="no device key for a@b"):
             keystore.load_credentials(store, service, "a@b")
         keystore.delete_credentials(store, service, "a@b")
+
+    def test_several_at_once_read_what_one_at_a_time_reads(self, store: Any, service: str) -> None:
+        pem = "-----BEGIN TEST-----\n" + "QUJD" * 900 + "\n-----END TEST-----\n"
+        store.set(service, "a@b/device-key", pem)
+        store.set(service, "a@b/sip-password", "pw ü")
+        store.set(service + "-other", "a@b/device-cert", "not this service's")
+        try:
+            got = store.get_many(service, ["a@b/device-key", "a@b/device-cert", "a@b/sip-password"])
+            assert got == {
+                "a@b/device-key": pem,
+                "a@b/device-cert": None,
+                "a@b/sip-password": "pw ü",
+            }
+            assert got["a@b/device-key"] == store.get(service, "a@b/device-key")
+        finally:
+            store.delete(service, "a@b/device-key")
+            store.delete(service, "a@b/sip-password")
+            store.delete(service + "-other", "a@b/device-cert")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from agent.gate import Observations, SbcSeen
 from agent.sip import AudioDevice, EngineSettings, SipEvent, TlsMaterial
@@ -17,6 +18,9 @@ class MemoryKeychain:
 
     def get(self, service: str, name: str) -> str | None:
         return self.items.get((service, name))
+
+    def get_many(self, service: str, names: Sequence[str]) -> dict[str, str | None]:
+        return {name: self.get(service, name) for name in names}
 
     def set(self, service: str, name: str, value: str) -> None:
         self.items[(service, name)] = value
