@@ -59,8 +59,8 @@ STEPS = [
          tray_idle.rows, needs_display=True),
     Step("fraud_events", lambda: fraud_events.measure(1_000_000),
          lambda: fraud_events.measure(2_000, decisions=200, n_appends=100), fraud_events.rows),
-    Step("portal", lambda: portal.measure(2000),
-         lambda: portal.measure(64, devices=500, rounds=4), portal.rows),
+    Step("portal", lambda: portal.measure(10),
+         lambda: portal.measure(1, devices=500, rounds=4), portal.rows),
 ]  # fmt: skip
 
 

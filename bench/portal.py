@@ -1,12 +1,12 @@
 """Portal figures, on SQLite and PostgreSQL in the same run:
 - signed posture reports ingested per second through the real server (uvicorn over TLS,
-  one worker per core, 32 devices reporting at once: request parsing, signature check, nonce
-  insert, report and device update), against the bare database writes the same reports
+  one worker per core, loaded by wrk with 32 connections: request parsing, signature check,
+  nonce insert, report and device update), against the bare database writes the same reports
   need, one transaction each (the floor under it);
 - the helpdesk's device list at 100,000 devices (search and "non-compliant only"), p50/p95,
   against the bare SELECT it runs.
-Run with `make bench ONLY=portal` (as root: PostgreSQL runs as its own user). `-n` sets the
-number of reports (default 2000). Prints a table; writes JSON with the machine to
+Run with `make bench ONLY=portal` (as root: PostgreSQL runs as its own user). `--seconds`
+sets the length of each load run (default 10). Prints a table; writes JSON with the machine to
 bench/results/.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from bench import results_file
 from bench.table import Row, render
 from lab import pki
 from portal import db, staff
+from portal.__main__ import default_workers
 from portal.app import PortalConfig, create_app
 from portal.db import Device, Nonce, PostureRow
 from portal.keys import init_state
@@ -55,12 +57,20 @@ def posture_doc(device: str, i: int) -> dict[str, Any]:
     ).model_dump()
 
 
-def ingest(db_url: str, state: Path, n: int, workers: int = 2) -> dict[str, float]:
-    """Reports/s through the real server: uvicorn over TLS (`workers` processes on this
-    machine's cores) with 32 devices reporting at once, each one after the other (as a
-    device does). Signing happens on the devices: requests are prepared before timing."""
-    import asyncio
-    import os
+LOAD_SCRIPT = Path(__file__).with_name("portal_load.lua")
+# Reports prepared per second of run: more than 2 cores can ingest, so the load never runs
+# out (if it did, the run says so and fails rather than report a rate it did not see).
+PREPARED_PER_S = 3000
+
+
+def ingest(
+    db_url: str, state: Path, seconds: float, workers: int | None = None
+) -> dict[str, float]:
+    """Reports/s through the real server as deployed: `guardphone-portal serve` (uvicorn over
+    TLS, its default number of processes for the database unless `workers`), loaded by wrk
+    (C, 32 connections on the same cores) sending posture reports of 256 devices, each
+    device's in order. Signing is the devices' work: every
+    request is prepared and signed before the run."""
     import socket
     import subprocess
 
@@ -75,13 +85,13 @@ def ingest(db_url: str, state: Path, n: int, workers: int = 2) -> dict[str, floa
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    workers = workers or default_workers(db_url)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "bench.portal_app:app", "--port", str(port),
-         "--ssl-certfile", str(state / "tls.pem"), "--ssl-keyfile", str(state / "tls.key"),
-         "--workers", str(workers), "--log-level", "warning"],
-        env={**os.environ, "GP_DB": db_url, "GP_STATE": str(state)},
+        [sys.executable, "-m", "portal", "serve", "--db", db_url, "--state", str(state),
+         "--domain", "corp.example", "--tls-cert", str(state / "tls.pem"),
+         "--tls-key", str(state / "tls.key"), "--port", str(port), "--workers", str(workers)],
     )  # fmt: skip
-    devices = 32
+    devices, connections = 256, 32
     maker = db.sessions(db.engine_for(db_url))
 
     def server_cpu_s() -> float:
@@ -93,53 +103,53 @@ def ingest(db_url: str, state: Path, n: int, workers: int = 2) -> dict[str, floa
                 total += t.user + t.system
         return total
 
-    cpu: dict[str, float] = {}
-
-    async def run() -> float:
-        base = f"https://127.0.0.1:{port}"
-        limits = httpx.Limits(max_connections=devices)
-        async with httpx.AsyncClient(
-            base_url=base, verify=str(state / "ca.pem"), limits=limits
-        ) as c:
+    try:
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=str(state / "ca.pem")) as c:
             for _ in range(100):
                 try:
-                    await c.get("/openapi.json")
+                    c.get("/openapi.json")
                     break
                 except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            queues = []
+                    time.sleep(0.1)
+            enrolled = []
             for d in range(devices):
                 with maker() as session:
                     token = staff.add_token(session, f"user{d}", "pw-for-bench")
                 key, csr = _new_key_and_csr(f"user{d}")
-                enrolled = await c.post("/v1/enroll", json={"token": token, "csr": csr})
-                device = enrolled.json()["device_id"]
-                mine = []
-                for i in range(n // devices):
-                    body = report.body_of(posture_doc(device, i))
-                    mine.append(
-                        (body, report.signed_headers(key, device, "POST", "/v1/posture", body))
-                    )
-                queues.append(mine)
-
-            async def device_reports(mine: list[tuple[bytes, dict[str, str]]]) -> None:
-                for body, headers in mine:
-                    answer = await c.post("/v1/posture", content=body, headers=headers)
-                    assert answer.status_code == 200, answer.text
-
-            cpu["before"] = server_cpu_s()
-            t0 = time.perf_counter()
-            await asyncio.gather(*(device_reports(q) for q in queues))
-            elapsed = time.perf_counter() - t0
-            cpu["after"] = server_cpu_s()
-            return (n // devices) * devices / elapsed
-
-    try:
-        ours = asyncio.run(run())
+                answer = c.post("/v1/enroll", json={"token": token, "csr": csr})
+                enrolled.append((answer.json()["device_id"], key))
+        # Report k comes from device k % devices: a device's next report is sent `devices`
+        # requests after its last, long after that one was answered (32 are in flight).
+        load = state / "load.requests"
+        with load.open("wb") as f:
+            for k in range(int(seconds * PREPARED_PER_S)):
+                device, key = enrolled[k % devices]
+                body = report.body_of(posture_doc(device, k))
+                headers = report.signed_headers(key, device, "POST", "/v1/posture", body)
+                raw = (
+                    f"POST /v1/posture HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"Content-Length: {len(body)}\r\n"
+                    + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                    + "\r\n"
+                ).encode() + body
+                f.write(b"%d\n" % len(raw) + raw)
+        before = server_cpu_s()
+        run = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+             "-s", str(LOAD_SCRIPT), f"https://127.0.0.1:{port}/", "--", str(load)],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        )  # fmt: skip
+        after = server_cpu_s()
     finally:
         proc.terminate()
         proc.wait(20)
-    # The floor: the same rows written straight to the database, one transaction each.
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    if seen["other"] or seen["exhausted"] or seen["socket_errors"]:
+        raise RuntimeError(f"the load run was not clean: {seen}")
+    ours = seen["ok"] / (seen["duration_us"] / 1e6)
+    # The floor: the same rows written straight to the database, one transaction each, from
+    # one process (the API's 32 connections and 2 workers can commit side by side).
+    n = 2000
     engine = db.engine_for(db_url)
     maker = db.sessions(engine)
     with maker() as session:
@@ -159,17 +169,21 @@ def ingest(db_url: str, state: Path, n: int, workers: int = 2) -> dict[str, floa
             session.commit()
     bare = n / (time.perf_counter() - t0)
     engine.dispose()
-    # The load generator (httpx, TLS, 32 clients) shares the 2 cores with the server; what
-    # the server spends per report says what the cores could ingest with the devices
-    # elsewhere, as they are in a fleet.
-    per_report_s = (cpu["after"] - cpu["before"]) / ((n // devices) * devices)
+    # wrk shares the 2 cores with the server; what the server spends per report says what
+    # the cores could ingest with the devices elsewhere, as they are in a fleet.
+    per_report_s = (after - before) / seen["ok"]
     return {
         "api": ours,
         "bare": bare,
         "server_cpu_ms_per_report": per_report_s * 1000,
         "server_capacity_2_cores": 2 / per_report_s,
+        "latency_p50_ms": seen["latency_p50_us"] / 1000,
+        "latency_p99_ms": seen["latency_p99_us"] / 1000,
+        "reports": seen["ok"],
+        "seconds": seconds,
         "workers": workers,
         "devices": devices,
+        "connections": connections,
     }
 
 
@@ -240,19 +254,19 @@ def listing(db_url: str, state: Path, rounds: int = 40, devices: int = DEVICES) 
     }
 
 
-def measure(n: int, devices: int = DEVICES, rounds: int = 40) -> dict[str, Any]:
+def measure(seconds: float, devices: int = DEVICES, rounds: int = 40) -> dict[str, Any]:
     from tests.portal.conftest import Postgres
 
     tmp = Path(tempfile.mkdtemp(prefix="guardphone-bench-portal-"))
     state = tmp / "state"
     init_state(state)
     pg = Postgres()
-    figures: dict[str, Any] = {"n": n, "devices": devices}
+    figures: dict[str, Any] = {"seconds": seconds, "devices": devices}
     try:
         urls = {"sqlite": f"sqlite:///{tmp / 'portal.db'}", "postgresql": pg.new_database()}
         for name, url in urls.items():
             figures[name] = {
-                "ingest": ingest(url, state, n),
+                "ingest": ingest(url, state, seconds),
                 "list": listing(url, state, rounds, devices),
             }
     finally:
@@ -279,9 +293,9 @@ def rows(figures: dict[str, Any]) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
     args = parser.parse_args()
-    figures = measure(args.n)
+    figures = measure(args.seconds)
     print(render(rows(figures)))
     results_file.write("portal", figures)
     return 0
