@@ -3,6 +3,7 @@ namespaces; stopped by the benchmark when it is done, whatever happened."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,4 +23,7 @@ def start(name: str, **options: Any) -> tuple[LabState, keystore.OsKeychain]:
 
 
 def stop(state: LabState, store: keystore.OsKeychain) -> None:
+    """Stop the lab and remove its directory: the peers' configurations there hold lab keys
+    (baresip's certificate file, the floor peer's material)."""
     lab_mod.down(Path(state.directory), store)
+    shutil.rmtree(state.directory, ignore_errors=True)
