@@ -58,3 +58,20 @@ print('ok')
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_command_line_loads_the_lab_only_for_lab_commands() -> None:
+    # Every `guardphone` run in the source tree builds the parser with the lab's commands;
+    # the lab itself (its PKI, Kamailio and namespace code) is start-up time it must not pay.
+    code = """
+import sys
+from agent.cli import build_parser
+args = build_parser().parse_args(["lab", "down", "--dir", "/nonexistent"])
+assert args.func.__module__ == "lab.cli", args.func
+assert not [m for m in ("lab.lab", "lab.pki", "lab.net", "lab.sbc") if m in sys.modules]
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
