@@ -5,6 +5,7 @@ Everything started here is stopped by PID when the fixture or the `with` block e
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
@@ -177,7 +178,11 @@ class JsonLinesProcess:
         )
         self.lines: list[dict[str, Any]] = []
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        # stderr is read as it comes too: a pipe nobody reads fills up and stops the process
+        # at its next log line; the last lines are kept for a failing test to show.
+        self._stderr: collections.deque[str] = collections.deque(maxlen=200)
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
 
     @property
     def pid(self) -> int:
@@ -189,6 +194,14 @@ class JsonLinesProcess:
             if line.strip():
                 self._queue.put(json.loads(line))
         self._queue.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    def output_tail(self) -> str:
+        return "".join(self._stderr)
 
     def wait_for(self, state: str, timeout: float = 15) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -294,11 +307,15 @@ class PortalProcess:
         self.url = f"https://127.0.0.1:{self.port}"
         serve = ["serve", "--db", db_url, "--state", str(state), "--domain", domain]
         tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal", *serve, *tls],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # Its log goes to a file, not a pipe nobody reads while it runs (a full pipe would
+        # stop the server mid-test), and a failing test can show it.
+        self.log_path = state.parent / f"portal-{self.port}-{secrets.token_hex(3)}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "portal", *serve, *tls, "--log-level", "info"],
+                stdout=log,  # uvicorn's access log
+                stderr=log,
+            )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -306,10 +323,12 @@ class PortalProcess:
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read() if self.proc.stderr else b""
                     self.stop()
-                    raise RuntimeError(f"the portal did not start: {err[-2000:]!r}") from None
+                    raise RuntimeError(f"the portal did not start: {self.log_tail()}") from None
                 time.sleep(0.1)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
         terminate(self.proc, 10.0)

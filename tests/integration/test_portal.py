@@ -65,14 +65,16 @@ def portal(lab: Any, tmp_path: Path) -> Iterator[Portal]:
     running.server.stop()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float = 15.0, why: Callable[[], str] = lambda: ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"timed out {why()}")
         time.sleep(0.2)
 
 
@@ -239,7 +241,14 @@ def test_the_portal_down_for_a_while_loses_nothing_and_delivers_in_order_afterwa
         up_at = dt.datetime.now(dt.UTC)
 
         # Every event arrives, each once, in the order of the agent's hash chain.
-        wait_until(lambda: delivered() >= newest, timeout=60)
+        wait_until(
+            lambda: delivered() >= newest,
+            timeout=60,
+            why=lambda: (
+                f"({delivered()} of {newest} events; the portal's log:\n"
+                f"{portal.server.log_tail()}\nthe agent's: {second.output_tail()})"
+            ),
+        )
         with portal.session() as session:
             rows = session.query(EventRow).filter_by(device_id=device).order_by(EventRow.seq).all()
             reports = (

@@ -64,4 +64,4 @@ def test_why_view_lists_the_failing_check_and_updates_when_the_tunnel_returns(
         assert back["failing"] == [] and back["headline"] == "You can call"
     finally:
         driver.stop()
-    assert driver.proc.returncode == 0, driver.proc.stderr.read() if driver.proc.stderr else ""
+    assert driver.proc.returncode == 0, driver.output_tail()
