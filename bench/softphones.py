@@ -318,24 +318,12 @@ def rows(figures: dict[str, Any]) -> list[Row]:
                 idle["baresip"][key],
             )
         )
-    out += [
-        Row(
-            "registers with a server from a rogue CA",
-            yes_no(rogue["guardphone"]),
-            peer,
-            yes_no(rogue["baresip"]),
-            "no",
-            not rogue["guardphone"],
-        ),
-        Row(
-            "accepts a call offering plain RTP only",
-            yes_no(rtp["guardphone"]),
-            peer,
-            yes_no(rtp["baresip"]),
-            "no",
-            not rtp["guardphone"],
-        ),
-    ]
+    for label, facts in (
+        ("registers with a server from a rogue CA", rogue),
+        ("accepts a call offering plain RTP only", rtp),
+    ):
+        said = yes_no(facts["guardphone"])
+        out.append(Row(label, said, peer, yes_no(facts["baresip"]), "no", not facts["guardphone"]))
     return out  # fmt: skip
 
 
