@@ -9,6 +9,7 @@ survive restarts; suspension too, until the portal or an admin resumes the accou
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 import time
@@ -20,23 +21,21 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-from phonenumbers import PhoneNumberType, shortnumberinfo
-
 MINUTES_KEPT_S = 2 * 86400  # enough for "today" in any time zone
 SATELLITE_CODES = frozenset({870, 881, 882})  # Inmarsat, GMSS, international networks
+# libphonenumber's number types (PhoneNumberType attribute names) as the guard names them.
 _TYPES = {
-    PhoneNumberType.PREMIUM_RATE: "premium_rate",
-    PhoneNumberType.SHARED_COST: "shared_cost",
-    PhoneNumberType.TOLL_FREE: "toll_free",
-    PhoneNumberType.MOBILE: "mobile",
-    PhoneNumberType.FIXED_LINE: "fixed_line",
-    PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed_line_or_mobile",
-    PhoneNumberType.VOIP: "voip",
-    PhoneNumberType.PERSONAL_NUMBER: "personal",
-    PhoneNumberType.PAGER: "pager",
-    PhoneNumberType.UAN: "uan",
-    PhoneNumberType.VOICEMAIL: "voicemail",
+    "PREMIUM_RATE": "premium_rate",
+    "SHARED_COST": "shared_cost",
+    "TOLL_FREE": "toll_free",
+    "MOBILE": "mobile",
+    "FIXED_LINE": "fixed_line",
+    "FIXED_LINE_OR_MOBILE": "fixed_line_or_mobile",
+    "VOIP": "voip",
+    "PERSONAL_NUMBER": "personal",
+    "PAGER": "pager",
+    "UAN": "uan",
+    "VOICEMAIL": "voicemail",
 }
 
 
@@ -169,8 +168,20 @@ def judge_dial(
     return f"sip:{number}@{domain};user=phone", decision.number
 
 
+@functools.cache
+def _type_names() -> dict[int, str]:
+    from phonenumbers import PhoneNumberType
+
+    return {getattr(PhoneNumberType, attr): name for attr, name in _TYPES.items()}
+
+
 def classify(dialed: str, region: str) -> Number:
     """What a dialed string is, read as the user in `region` would mean it."""
+    # libphonenumber is loaded by the first number judged, not by every start (~9 ms before
+    # the REGISTER, for a dial that may not come); afterwards this is a dictionary lookup.
+    import phonenumbers
+    from phonenumbers import shortnumberinfo
+
     text = dialed.strip()
     emergency = shortnumberinfo.is_emergency_number(text, region)
     if text.startswith("00"):
@@ -187,7 +198,7 @@ def classify(dialed: str, region: str) -> Number:
     elif not phonenumbers.is_valid_number(parsed):
         kind = "invalid"
     else:
-        kind = _TYPES.get(phonenumbers.number_type(parsed), "unknown")
+        kind = _type_names().get(phonenumbers.number_type(parsed), "unknown")
     return Number(dialed, e164, country, kind, emergency, international)
 
 
