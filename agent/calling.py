@@ -9,8 +9,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from agent.calls import CallRecord
-from agent.fraud import Number, dialed_number, judge_dial
+from agent.fraud import judge_dial
 from agent.gate import Verdict
+from agent.numbers import Number, dialed_number
 from agent.reasons import Reason, Refused
 from agent.sip import (
     CallEnded,

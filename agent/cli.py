@@ -143,7 +143,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def _is_emergency(args: argparse.Namespace) -> bool:
-    from agent.fraud import classify, is_phone_number
+    from agent.numbers import classify, is_phone_number
 
     if not is_phone_number(args.uri):
         return False

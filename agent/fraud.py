@@ -1,7 +1,7 @@
 """The toll-fraud guard: every dialed number is judged here before an INVITE exists.
 
-Numbers are classified with libphonenumber's metadata (country, type, validity) after
-normalising what the user typed against their region. Emergency numbers are never blocked or
+Numbers are classified by agent.numbers (libphonenumber's metadata, read against the user's
+region). Emergency numbers are never blocked or
 delayed, by any rule or by suspension. Counters live in a small SQLite file so thresholds
 survive restarts; suspension too, until the portal or an admin resumes the account.
 """
@@ -9,11 +9,9 @@ survive restarts; suspension too, until the portal or an admin resumes the accou
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import sqlite3
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,22 +19,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.numbers import Number, classify
+
 MINUTES_KEPT_S = 2 * 86400  # enough for "today" in any time zone
-SATELLITE_CODES = frozenset({870, 881, 882})  # Inmarsat, GMSS, international networks
-# libphonenumber's number types (PhoneNumberType attribute names) as the guard names them.
-_TYPES = {
-    "PREMIUM_RATE": "premium_rate",
-    "SHARED_COST": "shared_cost",
-    "TOLL_FREE": "toll_free",
-    "MOBILE": "mobile",
-    "FIXED_LINE": "fixed_line",
-    "FIXED_LINE_OR_MOBILE": "fixed_line_or_mobile",
-    "VOIP": "voip",
-    "PERSONAL_NUMBER": "personal",
-    "PAGER": "pager",
-    "UAN": "uan",
-    "VOICEMAIL": "voicemail",
-}
 
 
 @dataclass(frozen=True)
@@ -56,16 +41,6 @@ class Policy:
     sequential_window_s: int = 600
     suspend_after_blocks: int = 3  # blocked dials within block_window_s before suspending
     block_window_s: int = 600
-
-
-@dataclass(frozen=True)
-class Number:
-    dialed: str
-    e164: str | None
-    country: str | None
-    kind: str  # premium_rate, shared_cost, satellite, mobile, ..., unknown, invalid
-    emergency: bool
-    international: bool
 
 
 @dataclass(frozen=True)
@@ -92,31 +67,6 @@ class Decision:
             "emergency": n.emergency,
             "alerts": list(self.alerts),
         }
-
-
-def is_phone_number(target: str) -> bool:
-    """A dial string (digits, +, spaces, dashes) rather than a SIP URI."""
-    text = target.strip()
-    return (
-        bool(text)
-        and not text.startswith(("sip:", "sips:"))
-        and all(c.isdigit() or c in "+ -()./" for c in text)
-    )
-
-
-def dialed_number(target: str) -> str | None:
-    """The phone number a dial reaches, if it reaches one: the dial string itself, or the user
-    part of a sip:, sips: or tel: URI that is a number (sip:+1900...@x;user=phone is a premium
-    call as much as +1900... is). None for a colleague's address (sip:bob@company)."""
-    text = target.strip()
-    if is_phone_number(text):
-        return text
-    scheme, colon, rest = text.partition(":")
-    if not colon or scheme.lower() not in ("sip", "sips", "tel"):
-        return None
-    user = rest.split("@", 1)[0].split(";", 1)[0].split("?", 1)[0]
-    user = urllib.parse.unquote(user)
-    return user if is_phone_number(user) and any(c.isdigit() for c in user) else None
 
 
 def policy_from(config: Any) -> Policy:
@@ -166,40 +116,6 @@ def judge_dial(
     else:
         number = decision.number.e164 or dialed.strip()
     return f"sip:{number}@{domain};user=phone", decision.number
-
-
-@functools.cache
-def _type_names() -> dict[int, str]:
-    from phonenumbers import PhoneNumberType
-
-    return {getattr(PhoneNumberType, attr): name for attr, name in _TYPES.items()}
-
-
-def classify(dialed: str, region: str) -> Number:
-    """What a dialed string is, read as the user in `region` would mean it."""
-    # libphonenumber is loaded by the first number judged, not by every start (~9 ms before
-    # the REGISTER, for a dial that may not come); afterwards this is a dictionary lookup.
-    import phonenumbers
-    from phonenumbers import shortnumberinfo
-
-    text = dialed.strip()
-    emergency = shortnumberinfo.is_emergency_number(text, region)
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return Number(dialed, None, None, "invalid", emergency, False)
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    country = phonenumbers.region_code_for_number(parsed)
-    international = country != region
-    if parsed.country_code in SATELLITE_CODES:
-        kind = "satellite"
-    elif not phonenumbers.is_valid_number(parsed):
-        kind = "invalid"
-    else:
-        kind = _type_names().get(phonenumbers.number_type(parsed), "unknown")
-    return Number(dialed, e164, country, kind, emergency, international)
 
 
 class FraudGuard:

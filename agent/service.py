@@ -20,9 +20,10 @@ from agent.calling import CallControls
 from agent.calls import CallBook
 from agent.certwatch import CertWatch
 from agent.config import AgentConfig
-from agent.fraud import FraudGuard, Number
+from agent.fraud import FraudGuard
 from agent.gate import NOT_CHECKED, Observations, Verdict, decide
 from agent.leaving import Leaving
+from agent.numbers import Number
 from agent.observe import PathObserver
 from agent.reasons import Reason, Refused
 from agent.registration import Registration

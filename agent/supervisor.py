@@ -10,8 +10,9 @@ if TYPE_CHECKING:
     from agent.calls import CallBook
     from agent.certwatch import CertWatch
     from agent.config import AgentConfig
-    from agent.fraud import FraudGuard, Number
+    from agent.fraud import FraudGuard
     from agent.gate import Verdict
+    from agent.numbers import Number
     from agent.observe import PathObserver
     from agent.reasons import Reason
     from agent.registration import Registration

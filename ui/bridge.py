@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
 from agent import keystore
 from agent.calls import CallRecord
-from agent.fraud import classify, dialed_number
+from agent.numbers import classify, dialed_number
 from agent.reasons import Reason, Refused
 from agent.session import Session
 from agent.sip import SipEngine

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from agent.fraud import classify, is_phone_number
+from agent.numbers import classify, is_phone_number
 from ui.status import Status, dial_target
 
 KEYS = [("1", ""), ("2", "ABC"), ("3", "DEF"), ("4", "GHI"), ("5", "JKL"), ("6", "MNO"),

@@ -115,7 +115,7 @@ def security_line(security: dict[str, Any], interface: str | None, sbc: str) -> 
 def dial_target(text: str, domain: str) -> str:
     """What to dial for what the user typed: numbers go to the fraud guard as typed (it
     normalises them); a colleague's name becomes sip:name@company-domain."""
-    from agent.fraud import is_phone_number
+    from agent.numbers import is_phone_number
 
     text = text.strip()
     if not text or is_phone_number(text) or text.startswith(("sip:", "sips:")):

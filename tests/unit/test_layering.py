@@ -9,6 +9,15 @@ from pathlib import Path
 ROOT = Path(__file__).parents[2]
 
 
+def assert_prints_ok(code: str) -> None:
+    """Run `code` in a fresh interpreter (what it imports is all that is loaded) and expect
+    it to print "ok"; its stderr says why not."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 def test_core_imports_without_qt_lab_or_pjsua2() -> None:
     # A meta-path hook makes PySide6 and lab unimportable; every core module must still load,
     # and importing them must not load pjsua2 (only starting the engine does).
@@ -27,10 +36,7 @@ for pkg in (agent, tunnel):
 assert 'pjsua2' not in sys.modules, 'pjsua2 loaded at import time'
 print('ok')
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert done.stdout.strip() == "ok", done.stderr
+    assert_prints_ok(code)
 
 
 def test_agent_package_init_imports_nothing() -> None:
@@ -54,10 +60,7 @@ for mod in pkgutil.iter_modules(portal.__path__):
     importlib.import_module('portal.' + mod.name)
 print('ok')
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert done.stdout.strip() == "ok", done.stderr
+    assert_prints_ok(code)
 
 
 def test_the_command_line_loads_the_lab_only_for_lab_commands() -> None:
@@ -71,22 +74,16 @@ assert args.func.__module__ == "lab.cli", args.func
 assert not [m for m in ("lab.lab", "lab.pki", "lab.net", "lab.sbc") if m in sys.modules]
 print("ok")
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert done.stdout.strip() == "ok", done.stderr
+    assert_prints_ok(code)
 
 
 def test_libphonenumber_waits_for_the_first_number() -> None:
     # Loading it costs ~9 ms of every start, before the REGISTER; a dial may never come.
     code = """
 import sys
-import agent.cli, agent.session, agent.service, agent.fraud
+import agent.cli, agent.session, agent.service, agent.fraud, agent.numbers
 assert 'phonenumbers' not in sys.modules, 'libphonenumber loaded at start'
-assert agent.fraud.classify('+19005550199', 'US').kind == 'premium_rate'
+assert agent.numbers.classify('+19005550199', 'US').kind == 'premium_rate'
 print('ok')
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert done.stdout.strip() == "ok", done.stderr
+    assert_prints_ok(code)
