@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DB = "sqlite:///portal.db"
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
         return 0
     import uvicorn
 
-    from portal import asgi
+    from portal import asgi, processes
 
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -98,16 +99,22 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
     os.environ.update(
         {asgi.ENV_DB: args.db, asgi.ENV_STATE: str(args.state), asgi.ENV_DOMAIN: args.domain}
     )
-    uvicorn.run(
-        "portal.asgi:app",
-        factory=True,
-        workers=args.workers or default_workers(args.db),
-        host=args.host,
-        port=args.port,
-        ssl_certfile=str(args.tls_cert),
-        ssl_keyfile=str(args.tls_key),
-        log_level=args.log_level,
-    )
+    settings: dict[str, Any] = {
+        "app": "portal.asgi:app",
+        "factory": True,
+        "ssl_certfile": str(args.tls_cert),
+        "ssl_keyfile": str(args.tls_key),
+        "log_level": args.log_level,
+    }
+    workers = args.workers or default_workers(args.db)
+    if workers == 1:
+        uvicorn.run(**settings, host=args.host, port=args.port)
+        return 0
+    try:
+        return processes.serve(settings, args.host, args.port, workers)
+    except processes.PortInUse as exc:
+        print(f"guardphone-portal: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,6 +6,7 @@ Everything started here is stopped by PID when the fixture or the `with` block e
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import queue
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 GUARDPHONE = str(Path(sys.executable).with_name("guardphone"))
 
@@ -300,13 +303,22 @@ class PortalProcess:
     """`python -m portal serve` over TLS on a free loopback port, stopped by PID."""
 
     def __init__(
-        self, db_url: str, state: Path, domain: str, cert: Path, key: Path, port: int = 0
+        self,
+        db_url: str,
+        state: Path,
+        domain: str,
+        cert: Path,
+        key: Path,
+        port: int = 0,
+        workers: int | None = None,
     ) -> None:
         self.db_url, self.state, self.domain, self.cert, self.key = db_url, state, domain, cert, key
         self.port = port or free_port(("127.0.0.1",))  # a restart keeps its port (and URL)
         self.url = f"https://127.0.0.1:{self.port}"
         serve = ["serve", "--db", db_url, "--state", str(state), "--domain", domain]
         tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--port", str(self.port)]
+        if workers is not None:
+            serve += ["--workers", str(workers)]
         # Its log goes to a file, not a pipe nobody reads while it runs (a full pipe would
         # stop the server mid-test), and a failing test can show it.
         self.log_path = state.parent / f"portal-{self.port}-{secrets.token_hex(3)}.log"
@@ -330,5 +342,16 @@ class PortalProcess:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def children(self) -> list[psutil.Process]:
+        """Its server processes when it runs several (uvicorn's own helper excluded)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found = psutil.Process(self.proc.pid).children()
+            return [c for c in found if "multiprocessing.spawn" in " ".join(c.cmdline())]
+        return []
+
     def stop(self) -> None:
+        children = self.children()
         terminate(self.proc, 10.0)
+        for child in children:  # by PID: none outlives the test, even if the parent was killed
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
