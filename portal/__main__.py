@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
         "--workers",
         type=int,
         default=None,
-        help="server processes (default: 1 with SQLite, two per CPU core with PostgreSQL)",
+        help="server processes (default: one per CPU core)",
     )
     sub.add_parser("openapi")
     args = parser.parse_args(argv)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
         "ssl_keyfile": str(args.tls_key),
         "log_level": args.log_level,
     }
-    workers = args.workers or default_workers(args.db)
+    workers = args.workers or os.cpu_count() or 1
     if workers == 1:
         uvicorn.run(**settings, host=args.host, port=args.port)
         return 0
@@ -116,15 +116,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
         print(f"guardphone-portal: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def default_workers(db_url: str) -> int:
-    """SQLite has one writer: a second process only waits for its lock (bench/portal.py
-    measured 990 reports/s with one process, 680 with two). PostgreSQL commits side by side,
-    and each process waits on the database with one request at a time, so two per core."""
-    if db_url.startswith("sqlite"):
-        return 1
-    return 2 * (os.cpu_count() or 1)
 
 
 def openapi() -> dict[str, object]:

@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi import Path as PathPart
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from agent import schemas
-from portal import compliance
 from portal.db import (
     CommandRow,
     Device,
@@ -32,12 +31,13 @@ from portal.db import (
     EventRow,
     Nonce,
     PolicyRow,
-    PostureRow,
     engine_for,
     sessions,
     utcnow,
 )
+from portal.ingest import PostureWriter, SignedReport
 from portal.keys import PortalKeys, verify_device
+from portal.problems import problem
 
 API_VERSION = "1"
 M = TypeVar("M", bound=BaseModel)
@@ -66,7 +66,7 @@ def create_app(config: PortalConfig) -> FastAPI:
     app.state.config = config
     app.state.sessions = sessions(engine)
     app.state.keys = PortalKeys(config.state_dir)
-    app.state.policies = {}
+    app.state.posture_writer = PostureWriter(app.state.sessions)
     app.include_router(device_api)
     staff.mount(app)
     app.add_exception_handler(DataError, _unstorable)
@@ -93,29 +93,14 @@ def keys(request: Request) -> PortalKeys:
     return request.app.state.keys  # type: ignore[no-any-return]
 
 
-def problem(status: int, error: str, detail: str = "") -> HTTPException:
-    return HTTPException(status, {"error": error, "detail": detail})
-
-
-# What every signed request and every posture report reads and writes, as Core statements on
-# the tables built once: the ORM's identity map and unit of work and per-request statement
-# building cost more than the database work itself at the rate a fleet reports
-# (bench/portal.py).
+# What every signed request reads and writes, as Core statements on the tables built once:
+# the ORM's identity map and unit of work and per-request statement building cost more than
+# the database work itself at the rate a fleet reports (bench/portal.py).
 _DEVICES = cast(Table, Device.__table__)
-_POLICIES = cast(Table, PolicyRow.__table__)
-# The newest policy's version comes with the signer's row: one round trip fewer per report.
-_NEWEST_POLICY = select(func.max(_POLICIES.c.version)).scalar_subquery()
 _SIGNER = select(
-    _DEVICES.c.id,
-    _DEVICES.c.user,
-    _DEVICES.c.cert_pem,
-    _DEVICES.c.last_report_time,
-    _NEWEST_POLICY.label("policy_version"),
+    _DEVICES.c.id, _DEVICES.c.user, _DEVICES.c.cert_pem, _DEVICES.c.last_report_time
 ).where(_DEVICES.c.id == bindparam("device"))
 _NEW_NONCE = insert(cast(Table, Nonce.__table__))
-_NEW_POSTURE = insert(cast(Table, PostureRow.__table__))
-_DEVICE_REPORTED = update(_DEVICES).where(_DEVICES.c.id == bindparam("device"))
-_POLICY_DOCUMENT = select(_POLICIES.c.document).where(_POLICIES.c.version == bindparam("v"))
 
 
 @dataclass(frozen=True)
@@ -125,11 +110,11 @@ class Signer:
     id: str
     user: str
     last_report_time: str
-    policy_version: int | None  # the newest policy when the request arrived (None: none yet)
 
 
-async def device(request: Request, session: Session = Depends(db)) -> Signer:  # noqa: B008
-    """The enrolled device that signed this request, or 401."""
+def signed_headers(request: Request) -> tuple[str, str, str, str]:
+    """The signing device, time, nonce and signature of a request, or 401 if any is missing
+    or the time is too far from now."""
     h = request.headers
     device_id, when, nonce = h.get(schemas.H_DEVICE), h.get(schemas.H_TIME), h.get(schemas.H_NONCE)
     signature = h.get(schemas.H_SIGNATURE)
@@ -141,6 +126,12 @@ async def device(request: Request, session: Session = Depends(db)) -> Signer:  #
         raise problem(401, "bad_time", when) from None
     if sent.tzinfo is None or abs((utcnow() - sent).total_seconds()) > schemas.MAX_SKEW_S:
         raise problem(401, "stale_request", "the request's time is too far from now")
+    return device_id, when, nonce, signature
+
+
+async def device(request: Request, session: Session = Depends(db)) -> Signer:  # noqa: B008
+    """The enrolled device that signed this request, or 401."""
+    device_id, when, nonce, signature = signed_headers(request)
     found = session.execute(_SIGNER, {"device": device_id}).first()
     if found is None:
         raise problem(401, "unknown_device", device_id)
@@ -156,7 +147,7 @@ async def device(request: Request, session: Session = Depends(db)) -> Signer:  #
     except IntegrityError:
         session.rollback()
         raise problem(409, "replayed", "this request was already received") from None
-    return Signer(found.id, found.user, found.last_report_time, found.policy_version)
+    return Signer(found.id, found.user, found.last_report_time)
 
 
 device_api = APIRouter(prefix="/v1")
@@ -236,35 +227,14 @@ async def renew(
 
 
 @device_api.post("/posture")
-async def posture(
-    request: Request,
-    me: Signer = Depends(device),  # noqa: B008
-    session: Session = Depends(db),  # noqa: B008
-) -> dict[str, Any]:
-    report = _parse(schemas.PostureReport, await request.body())
-    if report.device_id != me.id or (me.last_report_time and report.time <= me.last_report_time):
-        session.commit()  # the request's nonce: the same request is not tried twice
-        if report.device_id != me.id:
-            raise problem(403, "other_device", "a report about another device")
-        raise problem(409, "replayed", "not newer than the last report")
-    found = compliance.problems(report, _policy(request, session, me.policy_version))
-    document = report.model_dump()
-    signature = request.headers[schemas.H_SIGNATURE]
-    session.execute(_NEW_POSTURE, {"device_id": me.id, "report": document, "signature": signature})
-    session.execute(
-        _DEVICE_REPORTED,
-        {
-            "device": me.id,
-            "posture": document,
-            "last_report_time": report.time,
-            "last_seen": utcnow(),
-            "agent_version": report.agent_version,
-            "compliant": not found,
-            "problems": "; ".join(found),
-        },
-    )
-    session.commit()
-    return {"accepted": True, "compliant": not found, "problems": found}
+async def posture(request: Request) -> dict[str, Any]:
+    # Signature, nonce and report are judged and stored together with the other reports
+    # arriving meanwhile (portal.ingest).
+    device_id, when, nonce, signature = signed_headers(request)
+    body = await request.body()
+    signed = SignedReport(device_id, when, nonce, signature, request.url.path, body)
+    writer: PostureWriter = request.app.state.posture_writer
+    return await writer.submit(signed)
 
 
 @device_api.post("/events")
@@ -395,19 +365,6 @@ def publish_policy(session: Session, portal_keys: PortalKeys, **fields: Any) -> 
     )
     session.commit()
     return schemas.Policy(**document)
-
-
-def _policy(request: Request, session: Session, newest: int | None) -> schemas.Policy | None:
-    """The newest policy, by its version read with this request (another portal process may
-    have published one); the document is parsed once per version and process."""
-    if newest is None:
-        return None
-    parsed: dict[int, schemas.Policy] = request.app.state.policies
-    if newest not in parsed:
-        document = session.execute(_POLICY_DOCUMENT, {"v": newest}).scalar_one()
-        parsed.clear()  # only the newest is ever needed again
-        parsed[newest] = schemas.Policy(**document)
-    return parsed[newest]
 
 
 def _parse(model: type[M], body: bytes) -> M:

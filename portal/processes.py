@@ -87,12 +87,24 @@ def _serve_one(uvicorn_settings: dict[str, Any], host: str, port: int) -> None:
     except Exception as exc:  # any of them: the parent stops, not retries
         log.exception("the portal cannot start")
         raise SystemExit(STARTUP_FAILURE) from exc
-    sock = socket.socket(_family(host))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((host, port))
+        sock = listening_socket(host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", host, port, exc.strerror)
         raise SystemExit(STARTUP_FAILURE) from exc
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket of the port's SO_REUSEPORT group. Its protocol is named, not left 0: asyncio
+    sets TCP_NODELAY only on sockets that say they are TCP, and without it each answer waited
+    ~40 ms for the client's delayed ACK (two processes took 650 reports/s, one 2,200)."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
