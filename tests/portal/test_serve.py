@@ -99,6 +99,25 @@ def test_connections_opened_together_reach_every_process(tls: dict[str, Any]) ->
     assert not any(c.is_running() for c in children)
 
 
+def test_answers_are_not_held_back_for_the_clients_acknowledgement(tls: dict[str, Any]) -> None:
+    # Each answer goes out in more than one segment; without TCP_NODELAY the second waits
+    # for the client's delayed ACK, ~40 ms, on every request of a kept-alive connection.
+    portal = PortalProcess(**tls, workers=2)
+    try:
+        serving(portal, 2)
+        ca = str(tls["cert"].parent / "ca.pem")
+        with httpx.Client(base_url=portal.url, verify=ca, timeout=10) as client:
+            client.get("/openapi.json")
+            times = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                assert client.get("/openapi.json").status_code == 200
+                times.append(time.perf_counter() - t0)
+        assert sorted(times)[len(times) // 2] < 0.025, times
+    finally:
+        portal.stop()
+
+
 def test_a_second_portal_on_the_same_port_is_refused(tls: dict[str, Any]) -> None:
     # Each process's socket lets its siblings share the port; a second portal (an older one
     # still running, another database) must not quietly get half of the connections.
