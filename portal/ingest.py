@@ -100,7 +100,7 @@ class PostureWriter:
                     if len(outcomes) != len(batch):
                         raise RuntimeError(f"{len(batch)} reports, {len(outcomes)} outcomes")
                 except Exception as exc:  # the writer itself broke: every report hears it
-                    log.exception("posture writer")
+                    log.exception("the posture writer failed: this batch's reports are refused")
                     outcomes = [exc] * len(batch)
                 for (_, answer), outcome in zip(batch, outcomes, strict=True):
                     if answer.done():  # its client went away
