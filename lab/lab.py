@@ -369,7 +369,7 @@ def _start_enrollment(directory: Path, port: int, secrets_doc: dict[str, Any]) -
             [sys.executable, "-m", "portal", "serve", "--db", db_url, "--state", str(state),
              "--domain", secrets_doc["domain"], "--tls-cert", str(directory / "portal.pem"),
              "--tls-key", str(directory / "portal.key"), "--host", sbc.GOOD,
-             "--port", str(port), "--log-level", "info"],
+             "--port", str(port), "--workers", "1", "--log-level", "info"],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

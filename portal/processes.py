@@ -23,6 +23,8 @@ from uvicorn.config import STARTUP_FAILURE
 
 log = logging.getLogger("guardphone.portal")
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 class PortInUse(Exception):
     pass
@@ -81,6 +83,7 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def _serve_one(uvicorn_settings: dict[str, Any], host: str, port: int) -> None:
+    _end_with_parent()
     config = uvicorn.Config(**uvicorn_settings)  # sets up logging in this process
     try:
         config.load()  # the app, its keys, the TLS certificate: what fails here fails again
@@ -93,6 +96,16 @@ def _serve_one(uvicorn_settings: dict[str, Any], host: str, port: int) -> None:
         log.error("cannot listen on %s:%s: %s", host, port, exc.strerror)
         raise SystemExit(STARTUP_FAILURE) from exc
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _end_with_parent() -> None:
+    """SIGTERM this process when the portal's parent process ends, however it ends (a
+    SIGKILL included): a server process left behind would go on answering on the port."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() == 1:  # the parent ended before that was set
+        raise SystemExit(0)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

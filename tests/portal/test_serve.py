@@ -163,6 +163,18 @@ def test_a_process_that_ends_is_replaced(tls: dict[str, Any]) -> None:
         portal.stop()
 
 
+def test_no_server_process_outlives_the_portal_killed(tls: dict[str, Any]) -> None:
+    portal = PortalProcess(**tls, workers=2)
+    try:
+        children = serving(portal, 2)
+        portal.proc.kill()  # SIGKILL: the parent cannot stop them itself
+        portal.proc.wait()
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, portal.log_tail()
+    finally:
+        portal.stop()
+
+
 def test_a_portal_that_cannot_start_stops_instead_of_retrying(tls: dict[str, Any]) -> None:
     tls["key"].write_text("not a key")
     out = subprocess.run(
