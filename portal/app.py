@@ -97,9 +97,9 @@ def keys(request: Request) -> PortalKeys:
 # the ORM's identity map and unit of work and per-request statement building cost more than
 # the database work itself at the rate a fleet reports (bench/portal.py).
 _DEVICES = cast(Table, Device.__table__)
-_SIGNER = select(
-    _DEVICES.c.id, _DEVICES.c.user, _DEVICES.c.cert_pem, _DEVICES.c.last_report_time
-).where(_DEVICES.c.id == bindparam("device"))
+_SIGNER = select(_DEVICES.c.id, _DEVICES.c.user, _DEVICES.c.cert_pem).where(
+    _DEVICES.c.id == bindparam("device")
+)
 _NEW_NONCE = insert(cast(Table, Nonce.__table__))
 
 
@@ -109,7 +109,6 @@ class Signer:
 
     id: str
     user: str
-    last_report_time: str
 
 
 def signed_headers(request: Request) -> tuple[str, str, str, str]:
@@ -147,7 +146,7 @@ async def device(request: Request, session: Session = Depends(db)) -> Signer:  #
     except IntegrityError:
         session.rollback()
         raise problem(409, "replayed", "this request was already received") from None
-    return Signer(found.id, found.user, found.last_report_time)
+    return Signer(found.id, found.user)
 
 
 device_api = APIRouter(prefix="/v1")

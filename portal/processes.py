@@ -11,8 +11,10 @@ so the portal never shares its port with another program or an older portal stil
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -83,17 +85,13 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def _serve_one(uvicorn_settings: dict[str, Any], host: str, port: int) -> None:
-    _end_with_parent()
-    config = uvicorn.Config(**uvicorn_settings)  # sets up logging in this process
-    try:
-        config.load()  # the app, its keys, the TLS certificate: what fails here fails again
-    except Exception as exc:  # any of them: the parent stops, not retries
-        log.exception("the portal cannot start")
-        raise SystemExit(STARTUP_FAILURE) from exc
-    try:
+    try:  # whatever fails before serving fails again: the parent stops, not retries
+        _end_with_parent()
+        config = uvicorn.Config(**uvicorn_settings)  # sets up logging in this process
+        config.load()  # the app, its keys, the TLS certificate
         sock = listening_socket(host, port)
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", host, port, exc.strerror)
+    except Exception as exc:
+        log.exception("the portal cannot start")
         raise SystemExit(STARTUP_FAILURE) from exc
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -144,3 +144,25 @@ def portal(db_url: str, tmp_path: Path) -> Iterator[Any]:
     with TestClient(app, base_url="https://portal.test") as client:
         client.sessions = app.state.sessions  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture
+def portal_files(tmp_path: Path) -> dict[str, Any]:
+    """What `guardphone-portal serve` needs (PortalProcess's arguments): keys, a server
+    certificate for 127.0.0.1 from a CA made now (ca.pem beside it), a SQLite database."""
+    from lab import pki
+    from portal.keys import init_state
+
+    ca = pki.make_ca("Portal test CA")
+    server = pki.issue(ca, "portal.test", server=True, ips=("127.0.0.1",))
+    (tmp_path / "ca.pem").write_text(ca.cert_pem)
+    (tmp_path / "portal.pem").write_text(server.cert_pem)
+    (tmp_path / "portal.key").write_text(server.key_pem)
+    init_state(tmp_path / "state")
+    return {
+        "db_url": f"sqlite:///{tmp_path / 'portal.db'}",
+        "state": tmp_path / "state",
+        "domain": "corp.example",
+        "cert": tmp_path / "portal.pem",
+        "key": tmp_path / "portal.key",
+    }

@@ -16,10 +16,8 @@ import pytest
 
 from agent import report, schemas
 from agent.enroll import _new_key_and_csr
-from lab import pki
 from portal import db, staff
 from portal.db import CommandRow
-from portal.keys import init_state
 from tests.browser import chromium_page, log_in
 from tests.services import PortalProcess
 
@@ -27,19 +25,10 @@ SCREENSHOTS = Path(os.environ.get("GUARDPHONE_SCREENSHOTS", "build/screenshots")
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+def served(portal_files: dict[str, Any]) -> Iterator[tuple[str, str, Path]]:
     """The portal over TLS (a test CA made now), its database URL and the CA file."""
-    ca = pki.make_ca("Portal test CA")
-    server = pki.issue(ca, "portal.test", server=True, ips=("127.0.0.1",))
-    (tmp_path / "ca.pem").write_text(ca.cert_pem)
-    (tmp_path / "portal.pem").write_text(server.cert_pem)
-    (tmp_path / "portal.key").write_text(server.key_pem)
-    init_state(tmp_path / "state")
-    db_url = f"sqlite:///{tmp_path / 'portal.db'}"
-    server_proc = PortalProcess(
-        db_url, tmp_path / "state", "corp.example", tmp_path / "portal.pem", tmp_path / "portal.key"
-    )
-    yield server_proc.url, db_url, tmp_path / "ca.pem"
+    server_proc = PortalProcess(**portal_files)
+    yield server_proc.url, portal_files["db_url"], portal_files["cert"].parent / "ca.pem"
     server_proc.stop()
 
 

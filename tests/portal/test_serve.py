@@ -8,15 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
 
-from lab import pki
-from portal.keys import init_state
 from tests.services import PortalProcess, free_port
 
 
@@ -29,24 +26,6 @@ def test_zero_workers_is_refused_with_the_reason() -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "--workers must be at least 1" in out.stderr
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> dict[str, Any]:
-    """What `serve` needs: keys, a server certificate from a CA made now, a database."""
-    ca = pki.make_ca("Portal test CA")
-    server = pki.issue(ca, "portal.test", server=True, ips=("127.0.0.1",))
-    (tmp_path / "ca.pem").write_text(ca.cert_pem)
-    (tmp_path / "portal.pem").write_text(server.cert_pem)
-    (tmp_path / "portal.key").write_text(server.key_pem)
-    init_state(tmp_path / "state")
-    return {
-        "db_url": f"sqlite:///{tmp_path / 'portal.db'}",
-        "state": tmp_path / "state",
-        "domain": "corp.example",
-        "cert": tmp_path / "portal.pem",
-        "key": tmp_path / "portal.key",
-    }
 
 
 def listening(proc: psutil.Process, port: int) -> bool:
@@ -72,10 +51,10 @@ def serving(portal: PortalProcess, count: int) -> list[psutil.Process]:
     raise AssertionError(f"{count} server processes did not listen: {portal.log_tail()}")
 
 
-def test_connections_opened_together_reach_every_process(tls: dict[str, Any]) -> None:
+def test_connections_opened_together_reach_every_process(portal_files: dict[str, Any]) -> None:
     # A reverse proxy opens its pool at once and keeps it: with one shared listening socket
     # the first process to wake accepted them all and the other processes idled.
-    portal = PortalProcess(**tls, workers=3)
+    portal = PortalProcess(**portal_files, workers=3)
     try:
         children = serving(portal, 3)
         pool = [socket.create_connection(("127.0.0.1", portal.port)) for _ in range(60)]
@@ -91,7 +70,7 @@ def test_connections_opened_together_reach_every_process(tls: dict[str, Any]) ->
         finally:
             for conn in pool:
                 conn.close()
-        ca = tls["cert"].parent / "ca.pem"
+        ca = portal_files["cert"].parent / "ca.pem"
         answer = httpx.get(f"{portal.url}/openapi.json", verify=str(ca), timeout=10)
         assert answer.status_code == 200
     finally:
@@ -99,13 +78,15 @@ def test_connections_opened_together_reach_every_process(tls: dict[str, Any]) ->
     assert not any(c.is_running() for c in children)
 
 
-def test_answers_are_not_held_back_for_the_clients_acknowledgement(tls: dict[str, Any]) -> None:
+def test_answers_are_not_held_back_for_the_clients_acknowledgement(
+    portal_files: dict[str, Any],
+) -> None:
     # Each answer goes out in more than one segment; without TCP_NODELAY the second waits
     # for the client's delayed ACK, ~40 ms, on every request of a kept-alive connection.
-    portal = PortalProcess(**tls, workers=2)
+    portal = PortalProcess(**portal_files, workers=2)
     try:
         serving(portal, 2)
-        ca = str(tls["cert"].parent / "ca.pem")
+        ca = str(portal_files["cert"].parent / "ca.pem")
         with httpx.Client(base_url=portal.url, verify=ca, timeout=10) as client:
             client.get("/openapi.json")
             times = []
@@ -118,16 +99,16 @@ def test_answers_are_not_held_back_for_the_clients_acknowledgement(tls: dict[str
         portal.stop()
 
 
-def test_a_second_portal_on_the_same_port_is_refused(tls: dict[str, Any]) -> None:
+def test_a_second_portal_on_the_same_port_is_refused(portal_files: dict[str, Any]) -> None:
     # Each process's socket lets its siblings share the port; a second portal (an older one
     # still running, another database) must not quietly get half of the connections.
-    first = PortalProcess(**tls, workers=2)
+    first = PortalProcess(**portal_files, workers=2)
     try:
         serving(first, 2)
         second = subprocess.run(
-            [sys.executable, "-m", "portal", "serve", "--db", tls["db_url"],
-             "--state", str(tls["state"]), "--domain", "corp.example",
-             "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"]),
+            [sys.executable, "-m", "portal", "serve", "--db", portal_files["db_url"],
+             "--state", str(portal_files["state"]), "--domain", "corp.example",
+             "--tls-cert", str(portal_files["cert"]), "--tls-key", str(portal_files["key"]),
              "--port", str(first.port), "--workers", "2"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -137,19 +118,19 @@ def test_a_second_portal_on_the_same_port_is_refused(tls: dict[str, Any]) -> Non
         first.stop()
 
 
-def test_the_default_is_one_process_per_core(tls: dict[str, Any]) -> None:
+def test_the_default_is_one_process_per_core(portal_files: dict[str, Any]) -> None:
     cores = os.cpu_count() or 1
     if cores < 2:
         pytest.skip("one core: the portal serves in its own process (CI has two cores)")
-    portal = PortalProcess(**tls)
+    portal = PortalProcess(**portal_files)
     try:
         serving(portal, cores)
     finally:
         portal.stop()
 
 
-def test_a_process_that_ends_is_replaced(tls: dict[str, Any]) -> None:
-    portal = PortalProcess(**tls, workers=2)
+def test_a_process_that_ends_is_replaced(portal_files: dict[str, Any]) -> None:
+    portal = PortalProcess(**portal_files, workers=2)
     try:
         gone = serving(portal, 2)[0]
         gone.kill()
@@ -163,8 +144,8 @@ def test_a_process_that_ends_is_replaced(tls: dict[str, Any]) -> None:
         portal.stop()
 
 
-def test_no_server_process_outlives_the_portal_killed(tls: dict[str, Any]) -> None:
-    portal = PortalProcess(**tls, workers=2)
+def test_no_server_process_outlives_the_portal_killed(portal_files: dict[str, Any]) -> None:
+    portal = PortalProcess(**portal_files, workers=2)
     try:
         children = serving(portal, 2)
         portal.proc.kill()  # SIGKILL: the parent cannot stop them itself
@@ -175,12 +156,12 @@ def test_no_server_process_outlives_the_portal_killed(tls: dict[str, Any]) -> No
         portal.stop()
 
 
-def test_a_portal_that_cannot_start_stops_instead_of_retrying(tls: dict[str, Any]) -> None:
-    tls["key"].write_text("not a key")
+def test_a_portal_that_cannot_start_stops_instead_of_retrying(portal_files: dict[str, Any]) -> None:
+    portal_files["key"].write_text("not a key")
     out = subprocess.run(
-        [sys.executable, "-m", "portal", "serve", "--db", tls["db_url"],
-         "--state", str(tls["state"]), "--domain", "corp.example",
-         "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"]),
+        [sys.executable, "-m", "portal", "serve", "--db", portal_files["db_url"],
+         "--state", str(portal_files["state"]), "--domain", "corp.example",
+         "--tls-cert", str(portal_files["cert"]), "--tls-key", str(portal_files["key"]),
          "--port", str(free_port(("127.0.0.1",))), "--workers", "2"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
