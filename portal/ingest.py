@@ -183,7 +183,9 @@ class PostureWriter:
             outcomes[i] = {"accepted": True, "compliant": not found, "problems": found}
         if reports:
             session.execute(_NEW_POSTURE, reports)
-            session.execute(_DEVICE_REPORTED, list(devices.values()))
+            # In the order of their ids: two processes' batches touching the same devices
+            # lock them in the same order, never waiting on each other in a circle.
+            session.execute(_DEVICE_REPORTED, [devices[id_] for id_ in sorted(devices)])
         return outcomes
 
     @staticmethod
