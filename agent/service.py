@@ -8,6 +8,7 @@ engine. Every state is handed to `emit` as one JSON-ready dict.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from agent.reload import ConfigFollower
 from agent.sip import (
     AudioDevice,
     SipEngine,
+    SipEvent,
     TlsFacts,
     TlsMaterial,
 )
@@ -52,6 +54,9 @@ IDLE_POLL_S = 1.0  # pjsip wakes us earlier for its own timers and for any packe
 # what notices.
 TICK_S = 0.25
 TICK_IN_CALL_S = 0.02
+# Registered, no call, and nothing from SIP for this long: no transaction is waiting on
+# pjsip's timers, so the agent sleeps on its SIP connection and netlink instead of the tick.
+QUIET_S = 2.0
 RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
 RECHECK_SBC_S = 30.0
 CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is noticed
@@ -101,6 +106,8 @@ class Softphone(CallControls, Leaving):
         self._material: TlsMaterial | None = None
         self._verdict = NOT_CHECKED
         self._sip_key: tuple[Any, ...] | None = None  # what sip_sockets() was found for
+        self._last_sip_event = 0.0
+        self._quiet: list[int] | None = None  # what _quiet_fds() found, until SIP stirs
         self._sip_fds: list[int] = []
         self._refusal_shown: tuple[str, ...] = ()
         self._last_check = 0.0
@@ -322,8 +329,7 @@ class Softphone(CallControls, Leaving):
         """Wait for SIP or network events (at most `timeout_s`) and act on them."""
         net = NetEvents()
         if self._running:
-            tick = TICK_IN_CALL_S if self._calls.active else TICK_S
-            events = self._engine.poll(min(timeout_s, tick))
+            events = self._sip_events(timeout_s)
             if self._netwatch is not None:
                 net = self._netwatch.drain()
             if self._path_broke(net):
@@ -404,6 +410,37 @@ class Softphone(CallControls, Leaving):
         except OSError:
             return True  # the interface is gone
         return index in net.down or -1 in net.down
+
+    def _sip_events(self, timeout_s: float) -> list[SipEvent]:
+        quiet = self._quiet_fds()
+        try:
+            woken = bool(quiet) and bool(select.select(quiet, [], [], timeout_s)[0])
+        except OSError:  # a connection closed under us: tick, and look again
+            quiet, woken = [], True
+        if quiet:
+            events = self._engine.poll(0)
+        else:
+            tick = TICK_IN_CALL_S if self._calls.active else TICK_S
+            events = self._engine.poll(min(timeout_s, tick))
+        if events or woken:
+            # Something is happening (a transaction, a caller, a stranger's handshake on our
+            # listener): tick until it is quiet again, then look for the sockets afresh.
+            self._last_sip_event, self._quiet = self._clock(), None
+        return events
+
+    def _quiet_fds(self) -> list[int]:
+        """What to sleep on while SIP is quiet (see QUIET_S): every TCP socket of ours (the
+        connection to the SBC, pjsip's listener) and netlink; empty (tick instead) when busy
+        or when the SBC connection or netlink cannot be found."""
+        if not self.registered or self._calls.active or self._netwatch is None:
+            return []
+        if self._clock() - self._last_sip_event < QUIET_S:
+            return []
+        if self._quiet is None:
+            net = self._netwatch.fileno()
+            tcp = [c.fd for c in psutil.Process().net_connections(kind="tcp") if c.fd >= 0]
+            self._quiet = [*tcp, net] if self.sip_sockets() and net is not None else []
+        return self._quiet
 
     def pump_sip(self, timeout_s: float) -> None:
         """SIP events only (no path checks): for the moments around a shutdown."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from agent.service import QUIET_S
+from bench.idle import switches
 from tests.services import agent, run_agent
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
@@ -108,3 +111,26 @@ def test_sigterm_during_a_call_hangs_up_cleanly(lab: Any, env: dict[str, str]) -
         assert took < 1.0, f"shutdown took {took:.2f} s"
         bob.wait_for("call_ended", timeout=5)  # the hang-up reached the other side
         assert bob.wait(5) == 0
+
+
+def test_an_idle_agent_sleeps_and_still_rings_at_once(lab: Any, env: dict[str, str]) -> None:
+    # Registered and quiet, the agent sleeps on its sockets and netlink instead of a 250 ms
+    # tick (4 wake-ups a second before), yet an INVITE on its SBC connection wakes it.
+    calls = 3
+    with agent(config_of(lab, "bob"), "answer", "--count", str(calls), env=env) as bob:
+        bob.wait_for("registered")
+        for _ in range(calls):
+            time.sleep(QUIET_S + 1)  # nothing has happened for a while
+            before = switches(bob.pid)
+            time.sleep(3)
+            per_s = (switches(bob.pid) - before) / 3
+            assert per_s < 2.5, f"{per_s:.1f} wake-ups/s while idle"
+            with agent(config_of(lab, "alice"), "call", "sip:bob@lab.guardphone.test",
+                       "--hangup-after", "0.2", env=env) as alice:  # fmt: skip
+                alice.wait_for("calling")
+                dialled = time.monotonic()
+                bob.wait_for("incoming", timeout=5)
+                # Woken by the INVITE, not by the next second's look around.
+                assert time.monotonic() - dialled < 0.25
+                alice.wait_for("call_ended", timeout=10)
+            bob.wait_for("call_ended", timeout=5)
