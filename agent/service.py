@@ -413,8 +413,10 @@ class Softphone(CallControls, Leaving):
 
     def _sip_events(self, timeout_s: float) -> list[SipEvent]:
         quiet = self._quiet_fds()
+        # Whatever the caller's wait, a stale handshake is still refused within its recheck.
+        wait = min(timeout_s, self._recheck_s, CONFIG_POLL_S)
         try:
-            woken = bool(quiet) and bool(select.select(quiet, [], [], timeout_s)[0])
+            woken = bool(quiet) and bool(select.select(quiet, [], [], wait)[0])
         except OSError:  # a connection closed under us: tick, and look again
             quiet, woken = [], True
         if quiet:

@@ -90,10 +90,9 @@ def ingest(
     database_pid: int | None = None,
 ) -> dict[str, float]:
     """Reports/s through the real server as deployed: `guardphone-portal serve` (uvicorn over
-    TLS, one process per core unless `workers`), loaded by wrk
-    (C, 32 connections on the same cores) sending posture reports of 256 devices, each
-    device's in order. Signing is the devices' work: every
-    request is prepared and signed before the run."""
+    TLS, one process per core unless `workers`), loaded by wrk (C, 32 connections on the same
+    cores) sending posture reports of 256 devices, each device's in order. Signing is the
+    devices' work: every request is prepared and signed before the run."""
     import socket
     import subprocess
 

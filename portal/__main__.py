@@ -115,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one flat disp
     except processes.PortInUse as exc:
         print(f"guardphone-portal: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def openapi() -> dict[str, object]:
