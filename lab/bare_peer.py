@@ -8,8 +8,11 @@ With `--floor`, CONFIG is a peer file written by the benchmark (JSON: user, doma
 sbc_port and the PEMs and password, as baresip gets them in its config directory) and nothing
 of guardphone is imported: the Python + pjsua2 floor of "process start -> registered".
 
+With `--codec`, only that codec is offered and accepted (an id's start, e.g. G722); without
+it, pjsua2's own order, which is what the agent uses (speex/16000 first).
+
 Usage: python -m lab.bare_peer CONFIG (register | call URI | answer [SECONDS]) [--srtp MODE]
-       [--hold SECONDS] [--floor]
+       [--hold SECONDS] [--floor] [--codec ID]
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ def main() -> int:
     parser.add_argument(
         "--floor", action="store_true", help="CONFIG is a peer file; import nothing of ours"
     )
+    parser.add_argument("--codec", help="offer and accept only this codec (e.g. G722)")
     args = parser.parse_args()
     cfg, material = _floor_peer(args.config) if args.floor else _agent_peer(args.config)
 
-    ep, tid = _endpoint(material)
+    ep, tid = _endpoint(material, args.codec)
     state: dict[str, Any] = {"registered": False, "done": False}
     calls: list[Any] = []
 
@@ -106,7 +110,11 @@ def main() -> int:
             pump_until(state["hangup_at"], lambda: state["done"])
             if not state["done"] and args.hold:
                 stat = call.getStreamStat(0)  # owns .rtcp (see agent.pjcall)
-                say("media", rx=int(stat.rtcp.rxStat.pkt), tx=int(stat.rtcp.txStat.pkt))
+                info = call.getStreamInfo(0)
+                codec = f"{info.codecName}/{info.codecClockRate}"
+                say(
+                    "media", rx=int(stat.rtcp.rxStat.pkt), tx=int(stat.rtcp.txStat.pkt), codec=codec
+                )
             call.hangup(pj.CallOpParam())
             pump_until(time.monotonic() + 5, lambda: state["done"])
         del call  # pjsua2 objects must go before libDestroy (their destructor calls into it)
@@ -144,7 +152,7 @@ def _floor_peer(path: Path) -> tuple[Any, Any]:
     return cfg, material
 
 
-def _endpoint(material: Any) -> tuple[Any, int]:
+def _endpoint(material: Any, codec: str | None) -> tuple[Any, int]:
     ep = pj.Endpoint()
     ep.libCreate()
     epc = pj.EpConfig()
@@ -169,6 +177,12 @@ def _endpoint(material: Any) -> tuple[Any, int]:
     tid = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tc)
     ep.libStart()
     ep.audDevManager().setNullDev()
+    if codec:
+        ids = [c.codecId for c in ep.codecEnum2()]
+        if not any(i.startswith(codec) for i in ids):
+            raise SystemExit(f"bare peer: no codec {codec!r} in this pjsua2 (it has {ids})")
+        for i in ids:  # priority 0 disables a codec
+            ep.codecSetPriority(i, 255 if i.startswith(codec) else 0)
     return ep, int(tid)
 
 

@@ -18,6 +18,7 @@ DEBS=(
   baresip-core linphone-desktop             # the peer softphones in the benchmarks
   gcc libc6-dev                             # the benchmarks build a TCP_NODELAY shim for baresip
   wrk                                       # the portal benchmark's load generator (C)
+  linux-perf                                # samples the SRTP benchmark's calls (where CPU goes)
   debootstrap                               # a clean Debian 12 root to install the .deb into
   ca-certificates
   xvfb xauth trayer                         # the tray app under a virtual display + tray host
