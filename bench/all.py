@@ -53,7 +53,7 @@ STEPS = [
          register_call.rows),
     Step("fail_closed", lambda: fail_closed.measure(50, 3), lambda: fail_closed.measure(1, 1),
          fail_closed.rows, needs_root=True),
-    Step("srtp_cost", lambda: srtp_cost.measure(60, 5), lambda: srtp_cost.measure(5, 1),
+    Step("srtp_cost", lambda: srtp_cost.measure(60, 3), lambda: srtp_cost.measure(5, 1),
          srtp_cost.rows),
     Step("tray_idle", lambda: tray_idle.measure(60), lambda: tray_idle.measure(2),
          tray_idle.rows, needs_display=True),

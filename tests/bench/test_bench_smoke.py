@@ -64,7 +64,7 @@ def test_every_benchmark_runs_and_reports_its_figures_beside_a_peer(
     assert facts and all(r["ours"] == "no" for r in facts.values()), facts
     # The SRTP profile sees the encryption: libsrtp's samples in the SRTP call, (nearly)
     # none in the plain one.
-    calls = result["figures"]["srtp_cost"]["calls"]
+    calls = result["figures"]["srtp_cost"]["codecs"]["default"]
     assert calls["srtp"][0]["srtp_samples"] > calls["rtp"][0]["srtp_samples"], calls
     table = written[0].with_suffix(".txt").read_text()
     assert table.splitlines()[0].startswith("figure") and len(table.splitlines()) == len(rows) + 2
