@@ -9,11 +9,11 @@ disabled. CPU is summed over caller and callee for the whole window.
 
 Two readings of the same calls, for each codec:
 - Directly: the calls come in pairs, one each way, the order swapped from pair to pair
-  (RTP SRTP, SRTP RTP, ...), and the figure is the median of the pairs' ratios. With speex
-  the same call's CPU moves by a third from one call to the next (1.59-2.75 s/min in one
-  run), nearly all of it in speex's encoder (its codebook search took 322 samples in one
-  30 s call of the null device's silence and 174 in the next), so this reading cannot tell
-  1.00 from 1.10 there.
+  (RTP SRTP, SRTP RTP, ...), and the figure is the median of the pairs' ratios. The same
+  call's CPU moves by a quarter to a third from one call to the next (in one run speex
+  2.05-2.51 and G.722 1.10-1.60 s/min; with speex much of it in the encoder, whose codebook
+  search took 322 samples in one 30 s call of the null device's silence and 174 in the
+  next), so this reading cannot tell 1.00 from 1.10.
 - From a profile of the same calls (perf, the kernel's cpu-clock sampling both processes;
   this VM has no hardware counters): the share of the SRTP call's CPU samples spent in
   libsrtp (every function of it is named srtp_*, pjmedia's SRTP callbacks too) is what
@@ -106,6 +106,7 @@ def call_cpu(
         raise RuntimeError(f"perf recorded no CPU samples of the {srtp} call")
     return {
         "cpu_s_per_min": used * 60 / window,
+        "window_s": window,
         "samples": samples,
         "srtp_samples": in_srtp,
         "codec": media["codec"],
@@ -160,6 +161,11 @@ def _share(call: dict[str, Any]) -> float:
     return float(call["srtp_samples"] / call["samples"])
 
 
+def _srtp_ms_per_min(call: dict[str, Any]) -> float:
+    """libsrtp's CPU (both ends) in milliseconds per minute of call."""
+    return float(call["srtp_samples"] / SAMPLE_HZ * 1000 * 60 / call["window_s"])
+
+
 def _codec_rows(calls: dict[str, list[dict[str, Any]]], n: str) -> list[Row]:
     rtp, srtp = calls["rtp"], calls["srtp"]
     codec = srtp[0]["codec"]
@@ -173,6 +179,9 @@ def _codec_rows(calls: dict[str, list[dict[str, Any]]], n: str) -> list[Row]:
         Row(f"  libsrtp % of the call's CPU samples, {codec}",
             100 * statistics.median(_share(c) for c in srtp),
             "same functions, plain RTP", 100 * statistics.median(_share(c) for c in rtp)),
+        Row(f"  libsrtp CPU ms per minute of call, {codec}",
+            statistics.median(_srtp_ms_per_min(c) for c in srtp),
+            "same functions, plain RTP", statistics.median(_srtp_ms_per_min(c) for c in rtp)),
         Row(f"  SRTP/RTP CPU, {codec}, direct (pairs {min(pairs):.2f}-{max(pairs):.2f})",
             statistics.median(pairs), "same call, plain RTP", 1.0),
         Row(f"  call CPU s/min, caller+callee, {codec}", statistics.median(cpu_srtp),
