@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -115,14 +116,19 @@ def call_cpu(
 
 def _record(profile: Path, pids: list[int], seconds: float) -> None:
     """Sample both processes' CPU for the window (every thread, user and kernel)."""
-    subprocess.run(
+    if shutil.which(PERF) is None:
+        raise RuntimeError("bench-srtp: perf is not installed (make deps installs linux-perf)")
+    done = subprocess.run(
         [PERF, "record", "--quiet", "--event", "cpu-clock", "--freq", str(SAMPLE_HZ),
          "--output", str(profile), "--pid", ",".join(map(str, pids)), "--",
          "sleep", str(seconds)],
-        check=True,
+        check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"bench-srtp: perf could not sample the call: {done.stderr.strip()}")
 
 
 def _samples(profile: Path) -> tuple[int, int]:
