@@ -51,8 +51,17 @@ def security_facts(
             "end_to_end": media.keying == "DTLS",
             "scope": "end to end" if media.keying == "DTLS" else "hop by hop to the company SBC",
             "codec": media.codec,
+            # Where our packets go: the SBC's media relay when it anchors the call (its
+            # address is the one signaling reached), else straight to the other phone.
+            "sent_to": media.remote_rtp,
+            "via_sbc": tls is not None and _host(media.remote_rtp) == _host(tls.remote),
         },
     }
+
+
+def _host(address: str) -> str:
+    """The host of "host:port" or "[v6]:port"."""
+    return address.rpartition(":")[0].strip("[]")
 
 
 def quality_facts(quality: CallQuality | None) -> dict[str, Any] | None:

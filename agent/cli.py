@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import time
+import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -36,6 +37,7 @@ from agent.cli_records import (
 from agent.reasons import Refused
 from agent.service import Softphone
 from agent.session import Session
+from agent.sip import AudioCheck
 
 
 def human(state: dict[str, Any]) -> str:
@@ -54,10 +56,11 @@ def human(state: dict[str, Any]) -> str:
     if name == "call_established":
         sec = state["security"]
         sig, med = sec["signaling"] or {}, sec["media"] or {}
+        relay = " via the SBC's media relay" if med.get("via_sbc") else ""
         return (
             f"call established with {state['uri']}: signaling {sig.get('tls_version')} "
             f"({sig.get('cipher')}) · media SRTP {med.get('crypto_suite')} "
-            f"({med.get('scope')}) · path {sec['path']}"
+            f"({med.get('scope')}) to {med.get('sent_to')}{relay} · path {sec['path']}"
         )
     if name == "call_ended":
         q = state.get("quality") or {}
@@ -90,7 +93,8 @@ def _run(
     wait_for_path: bool = False,
     emergency: bool = False,
 ) -> int:
-    session = Session(args.config, _shower(args.json))
+    audio = AudioCheck(getattr(args, "play", None), getattr(args, "record", None))
+    session = Session(args.config, _shower(args.json), audio_check=audio)
     phone: Softphone | None = None
     try:
         phone = session.phone
@@ -236,6 +240,43 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _wav_to_play(value: str) -> Path:
+    """A WAV file pjsip can play: 16-bit PCM."""
+    path = Path(value)
+    try:
+        with wave.open(str(path), "rb") as wav:
+            width = wav.getsampwidth()
+    except (OSError, EOFError, wave.Error) as exc:
+        raise argparse.ArgumentTypeError(f"{path}: not a readable WAV file ({exc})") from None
+    if width != 2:
+        raise argparse.ArgumentTypeError(f"{path}: {8 * width}-bit samples; 16-bit PCM is needed")
+    return path
+
+
+def _wav_to_record(value: str) -> Path:
+    path = Path(value)
+    if path.suffix.lower() != ".wav":
+        raise argparse.ArgumentTypeError(f"{path}: the recording is a WAV file, name it *.wav")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: the folder {path.parent} does not exist")
+    return path
+
+
+def _audio_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--play",
+        type=_wav_to_play,
+        metavar="WAV",
+        help="audio check: the other side hears this file (looped) instead of the microphone",
+    )
+    p.add_argument(
+        "--record",
+        type=_wav_to_record,
+        metavar="WAV",
+        help="audio check: write what the other side sends to this file",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guardphone",
@@ -268,11 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="hang up this long after the call is established",
     )
+    _audio_check_options(p)
     needs_config(p)
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("answer", help="answer incoming calls automatically (lab peers)")
     p.add_argument("--count", type=int, metavar="N", help="exit after N calls")
+    _audio_check_options(p)
     needs_config(p)
     p.set_defaults(func=cmd_answer)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent import pjcall, pjfacts
 from agent.sip import (
+    AudioCheck,
     AudioDevice,
     CallEnded,
     CallMediaActive,
@@ -53,10 +54,13 @@ _CALL_STATES = {
 class Pjsua2Engine:
     """SipEngine over pjsua2. Not thread-safe: use it from the thread that started it."""
 
-    def __init__(self) -> None:
+    def __init__(self, audio_check: AudioCheck | None = None) -> None:
         import pjsua2
 
         self._pj: Any = pjsua2
+        self._audio_check = audio_check or AudioCheck()
+        self._player: Any = None  # the audio check's file player and recorder, once made
+        self._recorder: Any = None
         self._ep: Any = None
         self._acc: Any = None
         self._transport_id: int | None = None
@@ -203,6 +207,8 @@ class Pjsua2Engine:
             with contextlib.suppress(Exception):
                 ep.hangupAllCalls()
         self._calls.clear()
+        # The recorder writes its WAV header when destroyed: before libDestroy, or never.
+        self._player = self._recorder = None
         self._clock_running = False
         self._quality.clear()
         self._stats_at.clear()
@@ -426,10 +432,26 @@ class Pjsua2Engine:
                 continue
             self._clock_for_calls(active=True)
             aud = c.getAudioMedia(i)
-            adm = self._ep.audDevManager()
-            aud.startTransmit(adm.getPlaybackDevMedia())
-            adm.getCaptureDevMedia().startTransmit(aud)
+            aud.startTransmit(self._ep.audDevManager().getPlaybackDevMedia())
+            self._source().startTransmit(aud)
+            if self._audio_check.record is not None:
+                aud.startTransmit(self._sink())
             self._events.append(CallMediaActive(int(info.id), pjfacts.media_facts(pj, c, i)))
+
+    def _source(self) -> Any:
+        """What the call hears from us: the microphone, or the audio check's file."""
+        if self._audio_check.play is None:
+            return self._ep.audDevManager().getCaptureDevMedia()
+        if self._player is None:
+            self._player = self._pj.AudioMediaPlayer()
+            self._player.createPlayer(str(self._audio_check.play))  # loops
+        return self._player
+
+    def _sink(self) -> Any:
+        if self._recorder is None:
+            self._recorder = self._pj.AudioMediaRecorder()
+            self._recorder.createRecorder(str(self._audio_check.record))
+        return self._recorder
 
     def _clock_for_calls(self, active: bool = False) -> None:
         """Null audio: the bridge's clock (the null device) runs only while calls exist."""

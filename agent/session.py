@@ -18,7 +18,7 @@ from agent.orders import Orders
 from agent.reload import ConfigFollower
 from agent.service import Emit, Softphone
 from agent.siem import BackgroundForwarder
-from agent.sip import SipEngine
+from agent.sip import AudioCheck, SipEngine
 
 Show = Callable[[dict[str, Any]], None]
 
@@ -43,7 +43,13 @@ def logged(show: Show, log: EventLog | None, forwarder: BackgroundForwarder | No
 class Session:
     """Owns what a running agent opened; `close` releases it (after the phone stopped)."""
 
-    def __init__(self, config_path: Path, show: Show, engine: SipEngine | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        show: Show,
+        engine: SipEngine | None = None,
+        audio_check: AudioCheck | None = None,
+    ) -> None:
         source = managed.open_source()
         self.effective = settings.load(config_path, source)
         config = self.effective.config
@@ -54,6 +60,7 @@ class Session:
         self.emit = logged(show, self.log, self.forwarder)
         self._follower = ConfigFollower(config_path, source, self.effective)
         self._engine = engine
+        self._audio_check = audio_check
         self._phone: Softphone | None = None
         self.link: FleetLink | None = None
 
@@ -66,7 +73,7 @@ class Session:
             if engine is None:
                 from agent.phone import Pjsua2Engine  # pjsua2 loads only where it is used
 
-                engine = Pjsua2Engine()
+                engine = Pjsua2Engine(self._audio_check)
             config = self.effective.config
             store = keystore.OsKeychain()
             orders = None

@@ -6,6 +6,7 @@ Plain data only, so the supervisor and the CLI can be tested without PJSIP.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -41,6 +42,15 @@ class EngineSettings:
     def proxy_uri(self) -> str:
         host = f"[{self.sbc_host}]" if ":" in self.sbc_host else self.sbc_host
         return f"sip:{host}:{self.sbc_port};transport=tls;lr"
+
+
+@dataclass(frozen=True)
+class AudioCheck:
+    """An audio check instead of the sound devices: what the other side hears is `play` (a
+    WAV file, looped), and what it sends is written to `record` (a WAV file)."""
+
+    play: Path | None = None
+    record: Path | None = None
 
 
 @dataclass(frozen=True, repr=False)

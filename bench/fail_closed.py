@@ -36,7 +36,7 @@ from tests.services import AgentProcess
 
 PREFIX = "gb"  # apart from the tests' (gt) and the demo's (gp) namespaces
 NAMES = net.Names(PREFIX)
-LAPTOP, OFFICE, WG_LAPTOP = NAMES.ns("laptop"), NAMES.ns("office"), NAMES.wg("laptop")
+LAPTOP, DESK, WG_LAPTOP = NAMES.ns("laptop"), NAMES.ns("desk"), NAMES.wg("laptop")
 THRESHOLD_S = 3.0  # the lab's wireguard.max_handshake_age_s
 
 
@@ -95,7 +95,7 @@ def call_alice(alice: AgentProcess, bob_cfg: Path, env: dict[str, str]) -> Agent
     """Bob in the office calls alice on the laptop; a call that does not connect (seen once
     in 50: Kamailio still routing to alice's previous contact) is tried again."""
     for attempt in range(3):
-        bob = in_ns(OFFICE, bob_cfg, "call", "sip:alice@lab.guardphone.test", env=env)
+        bob = in_ns(DESK, bob_cfg, "call", "sip:alice@lab.guardphone.test", env=env)
         try:
             alice.wait_for("call_established", timeout=10)
             return bob

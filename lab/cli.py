@@ -71,7 +71,13 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
                         {"name": u.name, "uri": u.uri, "config": u.config} for u in state.users
                     ],
                     "net_users": [
-                        {"name": u.name, "uri": u.uri, "config": u.config, "netns": u.netns}
+                        {
+                            "name": u.name,
+                            "uri": u.uri,
+                            "config": u.config,
+                            "netns": u.netns,
+                            "where": u.where,
+                        }
                         for u in state.net_users or []
                     ],
                 }
@@ -85,7 +91,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         for u in state.users:
             print(f"  {u.name:6} {u.uri:32} config {u.config}")
         for u in state.net_users or []:
-            print(f"  {u.name:6} {u.uri:32} config {u.config} (run in netns {u.netns})")
+            print(f"  {u.name:6} {u.uri:32} config {u.config} ({u.where}: netns {u.netns})")
     return 0
 
 

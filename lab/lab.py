@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import keystore
-from lab import net, pki, sbc
+from lab import net, pki, relay, sbc
 from lab.cli import DEFAULT_PORT, KEYCHAIN_SERVICE
 from tunnel.sbc import spki_pin
 
@@ -40,6 +40,7 @@ class LabUser:
     uri: str
     config: str
     netns: str | None = None  # run the agent inside this network namespace
+    where: str | None = None  # with the network: laptop, home, hotel or office (lab/net.py)
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,15 @@ class LabState:
     ca_file: str
     rogue_ca_file: str
     users: list[LabUser]
-    # With the network (`lab up --net`): Kamailio in the office namespace, and agent configs
-    # that run inside the laptop (alice, carol) or the office (bob) namespaces.
+    # With the network (`lab up --net`): Kamailio and its media relay in the office
+    # namespace, and agent configs that run on the laptop on public Wi-Fi (alice, carol), at
+    # home behind NAT (alice), in the hotel that blocks the tunnel (carol), or at the office
+    # desk (bob).
     net_prefix: str | None = None
     office_kamailio_pid: int | None = None
     office_kamailio_cfg: str | None = None
     net_users: list[LabUser] | None = None
+    relay_pid: int | None = None
     keychain_service: str = KEYCHAIN_SERVICE
     enroll_pid: int | None = None
     enroll_url: str | None = None
@@ -109,7 +113,7 @@ def up(
         ca,
         SBC_NAME,
         server=True,
-        ips=(sbc.GOOD, net.TUNNEL["office"], net.HOSTS["office"]),
+        ips=(sbc.GOOD, net.TUNNEL["office"], net.HOSTS["office"], net.OFFICE_LAN["office"]),
         dns=(SBC_NAME,),
     )
     expired = pki.issue(
@@ -212,6 +216,8 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
     was_up = sbc.stop(state.kamailio_pid, Path(state.kamailio_cfg))
     if state.office_kamailio_pid and state.office_kamailio_cfg:
         sbc.stop(state.office_kamailio_pid, Path(state.office_kamailio_cfg))
+    if state.relay_pid:
+        relay.stop(state.relay_pid)
     if state.net_prefix:
         net.down(directory, state.net_prefix)
     if state.enroll_pid:
@@ -245,61 +251,78 @@ def _up_net(
             state.port,
             tls_cfg,
             ha1s,
-            addresses=(net.TUNNEL["office"], net.HOSTS["office"]),
+            addresses=(net.TUNNEL["office"], net.HOSTS["office"], net.OFFICE_LAN["office"]),
+            relay=relay.for_sbc(),
         ),
         secret=True,
     )
     try:
-        pid = sbc.start(
-            cfg,
-            directory / "kamailio-office.pid",
-            directory / "kamailio-office.log",
-            state.port,
-            netns=office_ns,
-            probe_host=net.TUNNEL["office"],
-        )
+        relay_pid = relay.start(office_ns, directory / "rtpengine.log")
+        try:
+            pid = sbc.start(
+                cfg,
+                directory / "kamailio-office.pid",
+                directory / "kamailio-office.log",
+                state.port,
+                netns=office_ns,
+                probe_host=net.TUNNEL["office"],
+            )
+        except Exception:
+            relay.stop(relay_pid)
+            raise
     except Exception:
         net.down(directory, prefix)
         raise
     ca = Path(state.ca_file)
-    users = []
-    for name in ("alice", "carol"):
+
+    def laptop_user(
+        name: str, where: str, host: str, paths: tuple[str, ...] = ("wireguard", "sbc_mtls")
+    ) -> LabUser:
+        """`name` on a laptop in `host`'s namespace, with a WireGuard profile for the office
+        and the paths the organisation allows there."""
         data = agent_config(
-            name,
-            state.port,
-            ca,
-            host=net.HOSTS["office"],
-            pins=pins,
+            name, state.port, ca, host=net.HOSTS["office"], pins=pins,
             service=state.keychain_service,
-        )
-        data["paths"] = ["wireguard", "sbc_mtls"]
+        )  # fmt: skip
+        data["paths"] = list(paths)
         data["wireguard"] = {
-            "interface": names.wg("laptop"),
+            "interface": names.wg(host),
             "registrar": net.TUNNEL["office"],
             "port": state.port,
             "handshake_max_age_s": 180,
             "silence_max_s": 3,  # keepalive is 1 s in the lab
         }
-        path = directory / "agents" / f"{name}-laptop.json"
+        suffix = "laptop" if where == "laptop" else where
+        path = directory / "agents" / f"{name}-{suffix}.json"
         path.write_text(json.dumps(data, indent=2) + "\n")
-        users.append(LabUser(name, f"sip:{name}@{DOMAIN}", str(path), names.ns("laptop")))
+        return LabUser(name, f"sip:{name}@{DOMAIN}", str(path), names.ns(host), where)
+
+    users = [
+        laptop_user("alice", "laptop", "laptop"),
+        laptop_user("carol", "laptop", "laptop"),
+        # At home, the company's hosted SBC serves her (the home tunnel is there for tests).
+        laptop_user("alice", "home", "home", paths=("sbc_mtls",)),
+        laptop_user("carol", "hotel", "guest"),
+    ]
+    # bob sits at his desk on the office LAN and reaches the SBC's LAN leg.
     office = agent_config(
         "bob",
         state.port,
         ca,
-        host=net.TUNNEL["office"],
+        host=net.OFFICE_LAN["office"],
         pins=pins,
         service=state.keychain_service,
     )
     path = directory / "agents" / "bob-office.json"
     path.write_text(json.dumps(office, indent=2) + "\n")
-    users.append(LabUser("bob", f"sip:bob@{DOMAIN}", str(path), office_ns))
+    users.append(LabUser("bob", f"sip:bob@{DOMAIN}", str(path), names.ns("desk"), "office"))
     return replace(
         state,
         net_prefix=prefix,
         office_kamailio_pid=pid,
         office_kamailio_cfg=str(cfg),
         net_users=users,
+        relay_pid=relay_pid,
     )
 
 

@@ -91,22 +91,50 @@ def render_tls_cfg(files: SbcFiles, port: int, impostors: bool = True) -> str:
     )
 
 
+# What the relay does to every offer and answer: its own addresses in the SDP, media sent
+# first to where the SIP came from (it latches onto where packets really come from anyway),
+# no ICE, and none of the weak SRTP suites rtpengine offers by default (NULL, F8). The RTP
+# profile is left as offered: a plain-RTP offer stays plain, so the callee refuses it.
+RELAY_FLAGS = (
+    "replace-origin replace-session-connection SIP-source-address ICE=remove "
+    "SDES-no-NULL_HMAC_SHA1_80 SDES-no-NULL_HMAC_SHA1_32 "
+    "SDES-no-F8_128_HMAC_SHA1_80 SDES-no-F8_128_HMAC_SHA1_32"
+)
+
+
+@dataclass(frozen=True)
+class MediaRelay:
+    """rtpengine's control port and its logical interfaces by the SBC address they stand on."""
+
+    ng_port: int
+    interfaces: dict[str, str]  # address -> interface name
+
+
 def render_kamailio_cfg(
     domain: str,
     port: int,
     tls_cfg: Path,
     ha1s: dict[str, str],
     addresses: tuple[str, ...] = (GOOD, NAME_MISMATCH, EXPIRED, ROGUE),
+    relay: MediaRelay | None = None,
 ) -> str:
+    """Kamailio's configuration; with `relay`, every call's media is anchored at rtpengine."""
     template = resources.files("lab").joinpath("templates/kamailio.cfg").read_text()
     listen = "\n".join(f"listen=tls:{ip}:{port}" for ip in addresses)
     entries = "\n".join(f'    $sht(ha1=>{user}) = "{h}";' for user, h in sorted(ha1s.items()))
+    interfaces = relay.interfaces if relay else {}
     return template.format(
         domain=domain,
         listen=listen,
+        defines="#!define WITH_RELAY" if relay else "",
         mpath=module_dir(),
         tls_cfg=tls_cfg,
         ha1_entries=entries,
+        relay_port=relay.ng_port if relay else 0,
+        relay_entries="\n".join(
+            f'    $sht(relayif=>{address}) = "{name}";' for address, name in interfaces.items()
+        ),
+        relay_flags=RELAY_FLAGS,
     )
 
 
@@ -195,14 +223,14 @@ def stop(pid: int, cfg: Path, timeout: float = 5.0) -> bool:
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.05)
     os.killpg(pid, signal.SIGKILL)
     return True
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     stat = Path(f"/proc/{pid}/stat")

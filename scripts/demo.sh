@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the built-in lab. Kamailio plays the company SBC; alice's and bob's keys go
-# into a private keychain. As root, the lab also builds a laptop, an office and a hotel in
-# network namespaces with a WireGuard tunnel, and alice calls bob through it.
+# into a private keychain. As root, the lab also builds a laptop, a home and a hotel behind
+# NAT routers, and an office LAN, in network namespaces with WireGuard tunnels and the SBC's
+# media relay; alice calls bob through the tunnel, carol from the hotel, alice from home.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z ${GUARDPHONE_DEMO_INNER:-} ]]; then
@@ -22,21 +23,23 @@ net=() laptop=() office=()
 if [[ $(id -u) -eq 0 ]]; then
   net=(--net)
   laptop=(ip netns exec gp-laptop)
-  office=(ip netns exec gp-office)
+  office=(ip netns exec gp-desk)
 fi
+calls=1
 
 echo "== Starting the lab (Kamailio SBC: TLS only, client certificates required)"
 "$gp" lab up --dir "$labdir" --port "${GUARDPHONE_DEMO_PORT:-5061}" "${net[@]}"
 if ((${#net[@]})); then
   alice=$labdir/agents/alice-laptop.json bob=$labdir/agents/bob-office.json
+  calls=3  # from the laptop through the tunnel, from the hotel, from home
 else
   echo "(not root: no network namespaces, so no WireGuard part; everything runs on loopback)"
   alice=$labdir/agents/alice.json bob=$labdir/agents/bob.json
 fi
 
 echo
-echo "== bob (at the office) registers and waits for a call"
-"${office[@]}" "$gp" --config "$bob" answer --count 1 > "$out/bob.log" 2>&1 &
+echo "== bob (at his desk on the office LAN) registers and waits for calls"
+"${office[@]}" "$gp" --config "$bob" answer --count "$calls" > "$out/bob.log" 2>&1 &
 bob_pid=$!
 for _ in $(seq 100); do
   grep -q '^registered' "$out/bob.log" && break
@@ -49,6 +52,18 @@ echo
 echo "== alice (on her laptop) registers and calls bob for 3 seconds"
 "${laptop[@]}" "$gp" --config "$alice" call sip:bob@lab.guardphone.test --hangup-after 3 \
   | sed 's/^/ alice: /'
+
+if ((${#net[@]})); then
+  echo
+  echo "== carol, in a hotel that blocks VPNs and hides her behind its NAT, calls bob:"
+  echo "   the tunnel never comes up, so mutual TLS to the SBC, media through its relay"
+  ip netns exec gp-guest "$gp" --config "$labdir/agents/carol-hotel.json" \
+    call sip:bob@lab.guardphone.test --hangup-after 3 | sed 's/^/ carol: /'
+  echo
+  echo "== alice, at home behind her router's NAT, calls bob through the company's hosted SBC"
+  ip netns exec gp-home "$gp" --config "$labdir/agents/alice-home.json" \
+    call sip:bob@lab.guardphone.test --hangup-after 3 | sed 's/^/ alice: /'
+fi
 wait "$bob_pid"; bob_pid=
 
 if ((${#net[@]})); then

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 DEBS=(
   python3 python3-venv                      # the interpreter the venv is built from
   kamailio kamailio-tls-modules             # the lab's hosted SBC / registrar
+  rtpengine-daemon                          # the SBC's media relay (userspace; no kernel module)
+  nftables conntrack                        # the lab's home and hotel routers: NAT, blocked ports
   gnome-keyring dbus dbus-bin dbus-daemon   # the Secret Service, in a private D-Bus session
   iproute2 procps                           # ip, ss
   wireguard-tools wireguard-go              # the office tunnel (userspace: no kernel module)

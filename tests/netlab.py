@@ -19,7 +19,7 @@ from tests.services import GUARDPHONE, AgentProcess, free_port
 
 PREFIX = "gt"
 NAMES = net.Names(PREFIX)
-LAPTOP, OFFICE = NAMES.ns("laptop"), NAMES.ns("office")
+LAPTOP, OFFICE, DESK = NAMES.ns("laptop"), NAMES.ns("office"), NAMES.ns("desk")
 WG_LAPTOP = NAMES.wg("laptop")
 
 
@@ -39,14 +39,33 @@ def netlab(tmp_path: Path, store: Any) -> Iterator[Any]:
     lab_mod.down(tmp_path / "lab", store)
 
 
-def user_config(state: Any, name: str, **changes: Any) -> Path:
-    """The lab's agent config for `name`, with top-level changes (e.g. paths)."""
-    user = next(u for u in state.net_users if u.name == name)
+@pytest.fixture(scope="module")
+def shared_netlab(tmp_path_factory: pytest.TempPathFactory, store: Any) -> Iterator[Any]:
+    """One lab network for a module whose tests leave it as they found it (calls only)."""
+    directory = tmp_path_factory.mktemp("netlab") / "lab"
+    port = free_port((sbc.GOOD, sbc.NAME_MISMATCH, sbc.EXPIRED, sbc.ROGUE))
+    state = lab_mod.up(
+        directory, store, port=port, with_net=True, prefix=PREFIX,
+        keychain_service="guardphone-netlab",
+    )  # fmt: skip
+    yield state
+    lab_mod.down(directory, store)
+
+
+def user_config(state: Any, name: str, where: str | None = None, **changes: Any) -> Path:
+    """The lab's agent config for `name` (on the laptop on public Wi-Fi unless `where` says
+    home, hotel or office), with top-level changes (e.g. paths)."""
+    user = next(u for u in state.net_users if u.name == name and where in (None, u.where))
     data = json.loads(Path(user.config).read_text())
     data.update(changes)
-    path = Path(state.directory) / f"{name}-{'-'.join(changes) or 'plain'}.json"
+    label = "-".join(changes) or "plain"
+    path = Path(state.directory) / f"{name}-{user.where}-{label}.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def namespace_of(state: Any, name: str, where: str) -> str:
+    return next(u.netns for u in state.net_users if u.name == name and u.where == where)
 
 
 def in_ns(ns: str, config: Path, *args: str, env: dict[str, str]) -> AgentProcess:

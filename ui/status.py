@@ -104,6 +104,9 @@ def security_line(security: dict[str, Any], interface: str | None, sbc: str) -> 
         )
     else:
         parts.append("Media: not confirmed encrypted")
+    if med.get("sent_to"):
+        where = "the company SBC's media relay" if med.get("via_sbc") else "the other phone"
+        parts.append(f"Audio to {where} {med['sent_to']}")
     path = security.get("path")
     if path == "wireguard":
         parts.append(f"Path: WireGuard {interface or ''}".rstrip())

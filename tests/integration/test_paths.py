@@ -17,6 +17,7 @@ import pytest
 
 from lab import net
 from tests.netlab import (
+    DESK,
     LAPTOP,
     NAMES,
     OFFICE,
@@ -43,7 +44,7 @@ def test_registers_and_calls_through_the_tunnel_only(
     netlab: Any, env: dict[str, str], tmp_path: Path
 ) -> None:
     capture = Capture(tmp_path / "veth.pcap")
-    bob = in_ns(OFFICE, user_config(netlab, "bob"), "answer", "--count", "1", env=env)
+    bob = in_ns(DESK, user_config(netlab, "bob"), "answer", "--count", "1", env=env)
     try:
         bob.wait_for("registered")
         alice = run_in_ns(
@@ -104,7 +105,7 @@ def test_link_loss_mid_call_ends_call_and_refuses_within_a_second(
     netlab: Any, env: dict[str, str], tmp_path: Path
 ) -> None:
     wg_only = user_config(netlab, "alice", paths=["wireguard"])
-    bob = in_ns(OFFICE, user_config(netlab, "bob"), "answer", "--count", "1", env=env)
+    bob = in_ns(DESK, user_config(netlab, "bob"), "answer", "--count", "1", env=env)
     bob.wait_for("registered")
     alice = in_ns(LAPTOP, wg_only, "call", "sip:bob@lab.guardphone.test", env=env)
     try:
@@ -204,7 +205,7 @@ def test_twenty_quick_flaps_during_a_call(netlab: Any, env: dict[str, str], tmp_
         alice.wait_for("registered")
         capture = Capture(tmp_path / "veth.pcap")
         bob = in_ns(
-            OFFICE, user_config(netlab, "bob"), "call", "sip:alice@lab.guardphone.test", env=env
+            DESK, user_config(netlab, "bob"), "call", "sip:alice@lab.guardphone.test", env=env
         )
         alice.wait_for("call_established")
         for _ in range(20):
@@ -283,7 +284,7 @@ def test_calls_still_arrive_after_more_flaps_than_the_sbc_has_branches(
             subprocess.run(["ip", "-n", LAPTOP, "link", "set", WG_LAPTOP, "up"], check=True)
             alice.wait_for("registered", timeout=10)
         bob = in_ns(
-            OFFICE, user_config(netlab, "bob"), "call", "sip:alice@lab.guardphone.test", env=env
+            DESK, user_config(netlab, "bob"), "call", "sip:alice@lab.guardphone.test", env=env
         )
         assert alice.wait_for("call_established", timeout=10)["direction"] == "incoming"
     finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.calls import caller_identity
+from agent.calls import caller_identity, security_facts
 from agent.pjfacts import header
+from agent.sip import MediaFacts, TlsFacts
 
 
 @pytest.mark.parametrize(
@@ -34,3 +35,15 @@ def test_header_reads_the_message_head_only() -> None:
     )
     assert header(message, "P-Asserted-Identity") == "<sip:alice@lab.test>"
     assert header("INVITE x SIP/2.0\r\nTo: <sip:b@c>\r\n\r\n", "P-Asserted-Identity") is None
+
+
+def test_security_facts_say_where_the_audio_goes_and_whether_the_sbc_relays_it() -> None:
+    tls = TlsFacts("TLSv1.2", "ECDHE", True, 0, (), "sbc", "10.1.0.2:40000", "192.0.2.1:5061")
+    relayed = MediaFacts(True, "RTP/SAVP", "AES_CM_128_HMAC_SHA1_80", "SDES", "speex",
+                         "10.1.0.2:4000", "192.0.2.1:30012")  # fmt: skip
+    direct = MediaFacts(True, "RTP/SAVP", "AES_CM_128_HMAC_SHA1_80", "SDES", "speex",
+                        "10.1.0.2:4000", "192.0.2.77:4000")  # fmt: skip
+    media = security_facts("sbc_mtls", tls, relayed)["media"]
+    assert media["sent_to"] == "192.0.2.1:30012" and media["via_sbc"] is True
+    assert security_facts("sbc_mtls", tls, direct)["media"]["via_sbc"] is False
+    assert security_facts("sbc_mtls", None, relayed)["media"]["via_sbc"] is False

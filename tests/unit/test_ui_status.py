@@ -29,6 +29,13 @@ def test_security_line_tells_only_what_was_observed() -> None:
         "Signaling: TLSv1.2 (ECDHE-RSA-AES128-GCM-SHA256) · Media: SRTP AES_CM_128_HMAC_SHA1_80 "
         "(encrypted hop by hop to the company SBC) · Path: WireGuard wg-office"
     )
+    relayed = {**security, "media": {**security["media"], "sent_to": "192.0.2.1:30004"}}
+    relayed["media"]["via_sbc"] = True
+    assert " · Audio to the company SBC's media relay 192.0.2.1:30004 · " in security_line(
+        relayed, "wg-office", "sbc:5061"
+    )
+    relayed["media"]["via_sbc"] = False
+    assert "Audio to the other phone 192.0.2.1:30004" in security_line(relayed, None, "s:1")
     unknown = security_line({"path": "sbc_mtls", "signaling": None, "media": None}, None, "s:1")
     assert "Media: not confirmed encrypted" in unknown and "Signaling: unknown" in unknown
 

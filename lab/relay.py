@@ -1,0 +1,105 @@
+"""The SBC's media relay: Debian's rtpengine-daemon in the office namespace, beside Kamailio.
+
+Hosted SBCs anchor media: each side of a call sends SRTP to the relay, which latches onto
+the address packets really come from (so NAT on either side, or both, does not matter) and
+re-keys SRTP per leg (SDES on each hop). The relay has one logical interface per network the
+SBC has a leg on (`INTERFACES`); Kamailio picks the pair for each call from the addresses
+the caller and the callee reached it on. Userspace only (`--table=-1`): no kernel module.
+Started and stopped by PID, its command line built as data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lab import net, sbc
+
+NG_PORT = 2223  # rtpengine's control protocol, on the office namespace's own loopback
+PORTS = (30000, 30999)
+# rtpengine's logical interfaces, by the office address each one stands on.
+INTERFACES = {
+    "pub": net.HOSTS["office"],  # the internet
+    "tun": net.TUNNEL["office"],  # inside the WireGuard tunnel
+    "lan": net.OFFICE_LAN["office"],  # the office LAN
+}
+
+
+def for_sbc() -> sbc.MediaRelay:
+    """What Kamailio needs to know of the relay."""
+    return sbc.MediaRelay(NG_PORT, {address: name for name, address in INTERFACES.items()})
+
+
+class RelayError(sbc.LabError):
+    """The media relay could not start; the message says why."""
+
+
+def command(netns: str) -> list[str]:
+    """rtpengine in the foreground, reading no configuration file (it would otherwise read
+    /etc/rtpengine/rtpengine.conf and open the listeners written there)."""
+    return [
+        "ip", "netns", "exec", netns,
+        "rtpengine", "--config-file=none", "--foreground", "--table=-1",
+        *(f"--interface={name}/{address}" for name, address in INTERFACES.items()),
+        f"--listen-ng=127.0.0.1:{NG_PORT}",
+        f"--port-min={PORTS[0]}", f"--port-max={PORTS[1]}",
+        "--log-stderr", "--log-level=6", "--delete-delay=0",
+    ]  # fmt: skip
+
+
+def start(netns: str, logfile: Path, timeout: float = 10.0) -> int:
+    """Start the relay; return its PID once its control port answers."""
+    if not Path("/usr/bin/rtpengine").exists():
+        raise RelayError("rtpengine is not installed: run `make deps` (rtpengine-daemon).")
+    with logfile.open("ab") as log:
+        proc = subprocess.Popen(
+            command(netns),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = logfile.read_text(errors="replace")[-1500:]
+            raise RelayError(f"rtpengine exited with {proc.returncode}:\n{tail}")
+        if _listening(netns):
+            return proc.pid
+        time.sleep(0.05)
+    stop(proc.pid)
+    raise RelayError(f"rtpengine did not open its control port within {timeout:.0f} s")
+
+
+def _listening(netns: str) -> bool:
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, "ss", "-Hlun", f"src 127.0.0.1:{NG_PORT}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return bool(done.stdout.strip())
+
+
+def stop(pid: int, timeout: float = 5.0) -> bool:
+    """Stop the relay with this PID, only if it is an rtpengine. True if it was running."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not any(arg.endswith(b"rtpengine") for arg in argv[:6]):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sbc.process_alive(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
