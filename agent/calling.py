@@ -6,7 +6,7 @@ registrations and calls. A mixin of agent.service.Softphone, which owns the stat
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 from agent.calls import CallRecord
 from agent.fraud import judge_dial
@@ -25,9 +25,6 @@ from agent.sip import (
 )
 from agent.supervisor import SupervisorState
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +36,11 @@ class CallControls(SupervisorState):
     @property
     def active_calls(self) -> list[CallRecord]:
         return list(self._calls.active.values())
+
+    @property
+    def last_call(self) -> dict[str, Any] | None:
+        """How the latest call went (agent.calls.CallBook.last_call), for posture reports."""
+        return dict(self._calls.last_call) if self._calls.last_call else None
 
     def call(self, target: str) -> CallRecord:
         """Place a call to a SIP URI or a phone number (the fraud guard judges numbers)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent import reasons
+from agent import mos, reasons
+from agent.silence import MediaWatch
 from agent.sip import (
     CallEnded,
     CallMediaActive,
@@ -64,15 +66,19 @@ def _host(address: str) -> str:
     return address.rpartition(":")[0].strip("[]")
 
 
-def quality_facts(quality: CallQuality | None) -> dict[str, Any] | None:
+def quality_facts(quality: CallQuality | None, codec: str | None) -> dict[str, Any] | None:
     if quality is None:
         return None
+    loss = quality.loss_percent
     return {
         "rx_packets": quality.rx_packets,
         "tx_packets": quality.tx_packets,
-        "loss_percent": quality.loss_percent,
+        "loss_percent": loss,
         "jitter_ms": quality.jitter_ms,
         "rtt_ms": quality.rtt_ms,
+        "mos": None
+        if loss is None
+        else mos.estimate(codec, loss, quality.jitter_ms, quality.rtt_ms),
     }
 
 
@@ -121,6 +127,9 @@ class CallBook:
         self._clock = clock
         self.active: dict[int, CallRecord] = {}
         self.finished: list[CallRecord] = []
+        self._media = MediaWatch()
+        # The latest call as the posture report shows it (who was called stays here).
+        self.last_call: dict[str, Any] | None = None
 
     def placed(self, call_id: int, uri: str) -> CallRecord:
         return self.active.setdefault(call_id, CallRecord(call_id, "outgoing", uri))
@@ -142,15 +151,41 @@ class CallBook:
             self._emit({"state": "ringing", "call_id": record.call_id, "uri": record.remote})
         elif event.state == "confirmed" and record.established_at is None:
             record.established_at = self._clock()
+            security = security_facts(path, tls, record.media)
+            self.last_call = {
+                "call_id": record.call_id,
+                "path": path,
+                "sent_to": (security["media"] or {}).get("sent_to"),
+                "media_silent": [],
+            }
             self._emit(
                 {
                     "state": "call_established",
                     "call_id": record.call_id,
                     "uri": record.remote,
                     "direction": record.direction,
-                    "security": security_facts(path, tls, record.media),
+                    "security": security,
                 }
             )
+
+    def watch_media(
+        self, quality: Callable[[int], CallQuality | None], paused: Callable[[int], bool]
+    ) -> None:
+        """Sample each established call's packet counters; say when one goes silent or
+        comes back (agent.silence)."""
+        now = self._clock()
+        for record in list(self.active.values()):
+            if record.established_at is None or record.media is None:
+                continue
+            sample = quality(record.call_id)
+            if sample is None:
+                continue
+            counts = {"in": sample.rx_packets, "out": sample.tx_packets}
+            for state in self._media.sample(record.call_id, now, counts, paused(record.call_id)):
+                last = self.last_call
+                if state["state"] == "media_silent" and last and last["call_id"] == record.call_id:
+                    last["media_silent"] = sorted({*last["media_silent"], state["direction"]})
+                self._emit({**state, "uri": record.remote})
 
     def media_active(self, event: CallMediaActive) -> bool:
         """Record what protects the media; False if it is not encrypted (hang up at once)."""
@@ -177,6 +212,21 @@ class CallBook:
                 }
             )
             return
+        quality = quality_facts(event.quality, record.media.codec if record.media else None)
+        silent_s = self._media.finish(record.call_id, self._clock())
+        if quality is not None:
+            quality["silent_s"] = silent_s
+        if self.last_call is not None and self.last_call["call_id"] == record.call_id:
+            self.last_call.update(
+                {
+                    "ended_at": dt.datetime.now(dt.UTC).isoformat(),
+                    "duration_s": event.duration_s,
+                    **{
+                        k: (quality or {}).get(k)
+                        for k in ("loss_percent", "jitter_ms", "rtt_ms", "mos")
+                    },
+                }
+            )
         self._emit(
             {
                 "state": "call_ended",
@@ -184,7 +234,7 @@ class CallBook:
                 "uri": record.remote,
                 "sip_code": event.code,
                 "duration_s": event.duration_s,
-                "quality": quality_facts(event.quality),
+                "quality": quality,
             }
         )
 
@@ -192,6 +242,7 @@ class CallBook:
         """The engine is gone (nothing was sent): every call ends here, with the reason."""
         for record in list(self.active.values()):
             del self.active[record.call_id]
+            self._media.finish(record.call_id, self._clock())
             record.ended = True
             self.finished.append(record)
             self._emit(

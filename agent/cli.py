@@ -70,8 +70,14 @@ def human(state: dict[str, Any]) -> str:
 
         return (
             f"call ended after {state['duration_s']} s (loss {fig('loss_percent', '%')}, "
-            f"jitter {fig('jitter_ms', 'ms')}, round trip {fig('rtt_ms', 'ms')})"
+            f"jitter {fig('jitter_ms', 'ms')}, round trip {fig('rtt_ms', 'ms')}, "
+            f"estimated MOS {fig('mos', 'of 4.5')})"
         )
+    if name == "media_silent":
+        return f"no audio in call with {state['uri']}: {state['reason']}"
+    if name == "media_restored":
+        way = "from them" if state["direction"] == "in" else "to them"
+        return f"audio {way} is back in call with {state['uri']} after {state['silent_s']} s"
     rest = " ".join(f"{k}={v}" for k, v in state.items() if k not in ("state", "time", "seq"))
     return f"{name} {rest}".strip()
 

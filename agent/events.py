@@ -67,6 +67,8 @@ STATE_EVENTS: dict[str, tuple[str, str]] = {
     "call_established": ("call.established", "info"),
     "call_ended": ("call.ended", "info"),
     "call_failed": ("call.failed", "notice"),
+    "media_silent": ("call.media_silent", "warning"),
+    "media_restored": ("call.media_restored", "notice"),
     "sip.unsolicited": ("sip.unsolicited", "warning"),
     "config.changed": ("config.changed", "notice"),
     "config_rejected": ("config.rejected", "warning"),

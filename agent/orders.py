@@ -15,6 +15,7 @@ import psutil
 from agent import keystore
 from agent.fleet import AGENT_VERSION, FleetLink
 from agent.reasons import Reason
+from agent.schemas import CallFacts, CheckFacts, FraudFacts, PathFacts, SipFacts
 
 if TYPE_CHECKING:
     from agent.service import Softphone
@@ -110,7 +111,6 @@ class Orders:
 
 def voip_facts(phone: Softphone) -> dict[str, Any]:
     """The VoIP part of a posture report, from the supervisor's own state."""
-    from agent.schemas import CheckFacts, FraudFacts, PathFacts, SipFacts
     from agent.why import explain
 
     situation = phone.situation()
@@ -152,7 +152,14 @@ def voip_facts(phone: Softphone) -> dict[str, Any]:
             CheckFacts(name=c.name, result=c.result, observed=c.observed, fix=c.fix)  # type: ignore[arg-type]
             for c in explain(phone.config, situation)
         ],
+        "last_call": _last_call(phone.last_call),
     }
+
+
+def _last_call(facts: dict[str, Any] | None) -> CallFacts | None:
+    if facts is None:
+        return None
+    return CallFacts(**{k: v for k, v in facts.items() if k in CallFacts.model_fields})
 
 
 def listens_outside_path(phone: Softphone) -> bool | None:

@@ -39,7 +39,7 @@ CIPHERS = (0xC02B, 0xC02C, 0xC02F, 0xC030)
 DSCP_EF = 46  # media
 DSCP_CS3 = 24  # signaling
 TCP_NODELAY = (6, 1)  # IPPROTO_TCP, TCP_NODELAY: saves a 40 ms delayed-ACK wait per request
-STATS_EVERY_S = 1.0
+STATS_EVERY_S = 0.5
 
 _CALL_STATES = {
     1: "calling",
@@ -283,6 +283,10 @@ class Pjsua2Engine:
                     self._sample_quality(cid, c)
         events, self._events = self._events, []
         return events
+
+    def quality(self, call_id: int) -> CallQuality | None:
+        """The stream's counters as last sampled (every STATS_EVERY_S while confirmed)."""
+        return self._quality.get(call_id)
 
     def audio_devices(self) -> list[AudioDevice]:
         """The sound devices pjsip sees (empty before start, or with none present)."""

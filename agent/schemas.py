@@ -85,6 +85,20 @@ class FraudFacts(_Model):
     blocked_last_10_min: int | None = None
 
 
+class CallFacts(_Model):
+    """How the latest call went (whom it was with stays on the laptop)."""
+
+    path: Literal["wireguard", "sbc_mtls"] | None = None
+    sent_to: str | None = None  # where the media went: the SBC's relay, or the other phone
+    ended_at: str | None = None  # None: still in progress
+    duration_s: float | None = None
+    loss_percent: float | None = None
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+    mos: float | None = None  # agent.mos: the E-model's estimate, 1.0-4.5
+    media_silent: list[Literal["in", "out"]] = Field(default_factory=list)  # at any time
+
+
 class PostureReport(_Model):
     device_id: str
     account: str
@@ -104,6 +118,7 @@ class PostureReport(_Model):
     last_event_hash: str | None = None
     certificate_not_after: str | None = None
     checks: list[CheckFacts] = Field(default_factory=list)
+    last_call: CallFacts | None = None
 
 
 class EventRecord(_Model):

@@ -340,6 +340,8 @@ class Softphone(CallControls, Leaving):
             else:
                 for event in events:
                     self.handle(event)
+                if self._calls.active:
+                    self._calls.watch_media(self._engine.quality, self._engine.on_hold)
         elif self._netwatch is not None:
             net = self._netwatch.wait(min(timeout_s, self._recheck_s, CONFIG_POLL_S))
         if self._follower is not None:

@@ -100,9 +100,13 @@ class CallQuality:
     rtt_ms: float | None
 
     @property
-    def loss_percent(self) -> float:
-        expected = self.rx_packets + self.rx_lost
-        return round(100.0 * self.rx_lost / expected, 2) if expected else 0.0
+    def loss_percent(self) -> float | None:
+        """Of what the other side sent, the share that never arrived; 100 when nothing
+        arrived while we sent (the other side cannot report what we never saw), None when
+        neither side sent anything (nothing to judge)."""
+        if self.rx_packets == 0:
+            return 100.0 if self.tx_packets else None
+        return round(100.0 * self.rx_lost / (self.rx_packets + self.rx_lost), 2)
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,7 @@ class SipEngine(Protocol):
     def on_hold(self, call_id: int) -> bool: ...
     def send_dtmf(self, call_id: int, digits: str) -> bool: ...
     def poll(self, timeout_s: float) -> list[SipEvent]: ...
+    def quality(self, call_id: int) -> CallQuality | None: ...
     def versions(self) -> dict[str, str]: ...
     def audio_devices(self) -> list[AudioDevice]: ...
     def shutdown(self, send: bool = True) -> None: ...

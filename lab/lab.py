@@ -61,7 +61,8 @@ class LabState:
     office_kamailio_pid: int | None = None
     office_kamailio_cfg: str | None = None
     net_users: list[LabUser] | None = None
-    relay_pid: int | None = None
+    office_relay_pid: int | None = None
+    relay_pid: int | None = None  # the loopback SBC's media relay
     keychain_service: str = KEYCHAIN_SERVICE
     enroll_pid: int | None = None
     enroll_url: str | None = None
@@ -171,16 +172,12 @@ def up(
         directory, ca, spki_pin(good.cert), files.device_ca, port, keychain_service, ha1s
     )
     tls_cfg = _write(directory / "tls.cfg", sbc.render_tls_cfg(files, port))
-    kam_cfg = _write(
-        directory / "kamailio.cfg",
-        sbc.render_kamailio_cfg(DOMAIN, port, tls_cfg, ha1s),
-        secret=True,
-    )
-    pid = sbc.start(kam_cfg, directory / "kamailio.pid", directory / "kamailio.log", port)
+    pid, kam_cfg, relay_pid = _start_loopback_sbc(directory, port, tls_cfg, ha1s)
     try:
         enroll_pid = _start_enrollment(directory, enroll_port, enroll_secrets)
     except Exception:
         sbc.stop(pid, kam_cfg)
+        relay.stop(relay_pid)
         raise
     state = LabState(
         str(directory),
@@ -194,6 +191,7 @@ def up(
         keychain_service=keychain_service,
         enroll_pid=enroll_pid,
         enroll_url=f"https://{sbc.GOOD}:{enroll_port}",
+        relay_pid=relay_pid,
     )
     if with_net:
         try:
@@ -203,9 +201,35 @@ def up(
             state = _up_net(state, directory, prefix, office_tls, ha1s, (spki_pin(good.cert),))
         except Exception:
             sbc.stop(pid, kam_cfg)
+            relay.stop(relay_pid)
             raise
     state_path(directory).write_text(json.dumps(state.to_json(), indent=2) + "\n")
     return state
+
+
+def _start_loopback_sbc(
+    directory: Path, port: int, tls_cfg: Path, ha1s: dict[str, str]
+) -> tuple[int, Path, int]:
+    """Kamailio on loopback and its media relay: (Kamailio's PID, its config, the relay's PID).
+
+    The loopback SBC anchors media too, as the company's does: what the agent says about
+    where its audio goes ("the SBC's media relay") is then true in this lab as well.
+    """
+    ng_port = relay.free_ng_port()
+    kam_cfg = _write(
+        directory / "kamailio.cfg",
+        sbc.render_kamailio_cfg(
+            DOMAIN, port, tls_cfg, ha1s, relay=relay.for_sbc(relay.LOOPBACK, ng_port)
+        ),
+        secret=True,
+    )
+    relay_pid = relay.start(None, directory / "rtpengine.log", relay.LOOPBACK, ng_port)
+    try:
+        pid = sbc.start(kam_cfg, directory / "kamailio.pid", directory / "kamailio.log", port)
+    except Exception:
+        relay.stop(relay_pid)
+        raise
+    return pid, kam_cfg, relay_pid
 
 
 def down(directory: Path, store: keystore.SecretStore | None) -> bool:
@@ -216,8 +240,9 @@ def down(directory: Path, store: keystore.SecretStore | None) -> bool:
     was_up = sbc.stop(state.kamailio_pid, Path(state.kamailio_cfg))
     if state.office_kamailio_pid and state.office_kamailio_cfg:
         sbc.stop(state.office_kamailio_pid, Path(state.office_kamailio_cfg))
-    if state.relay_pid:
-        relay.stop(state.relay_pid)
+    for relay_pid in (state.relay_pid, state.office_relay_pid):
+        if relay_pid:
+            relay.stop(relay_pid)
     if state.net_prefix:
         net.down(directory, state.net_prefix)
     if state.enroll_pid:
@@ -257,7 +282,7 @@ def _up_net(
         secret=True,
     )
     try:
-        relay_pid = relay.start(office_ns, directory / "rtpengine.log")
+        relay_pid = relay.start(office_ns, directory / "rtpengine-office.log")
         try:
             pid = sbc.start(
                 cfg,
@@ -322,7 +347,7 @@ def _up_net(
         office_kamailio_pid=pid,
         office_kamailio_cfg=str(cfg),
         net_users=users,
-        relay_pid=relay_pid,
+        office_relay_pid=relay_pid,
     )
 
 

@@ -1,4 +1,5 @@
-"""The SBC's media relay: Debian's rtpengine-daemon in the office namespace, beside Kamailio.
+"""The SBC's media relay: Debian's rtpengine-daemon beside Kamailio (in the office namespace
+with `lab up --net`, on loopback for the loopback lab).
 
 Hosted SBCs anchor media: each side of a call sends SRTP to the relay, which latches onto
 the address packets really come from (so NAT on either side, or both, does not matter) and
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,35 +31,55 @@ INTERFACES = {
 }
 
 
-def for_sbc() -> sbc.MediaRelay:
+# The loopback lab's relay: one interface, where the loopback SBC listens.
+LOOPBACK = {"pub": sbc.GOOD}
+
+
+def for_sbc(interfaces: dict[str, str] = INTERFACES, ng_port: int = NG_PORT) -> sbc.MediaRelay:
     """What Kamailio needs to know of the relay."""
-    return sbc.MediaRelay(NG_PORT, {address: name for name, address in INTERFACES.items()})
+    return sbc.MediaRelay(ng_port, {address: name for name, address in interfaces.items()})
+
+
+def free_ng_port() -> int:
+    """A free UDP port on loopback for the control protocol (the loopback lab shares the
+    machine's loopback with whatever else runs there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class RelayError(sbc.LabError):
     """The media relay could not start; the message says why."""
 
 
-def command(netns: str) -> list[str]:
+def command(
+    netns: str | None, interfaces: dict[str, str] = INTERFACES, ng_port: int = NG_PORT
+) -> list[str]:
     """rtpengine in the foreground, reading no configuration file (it would otherwise read
     /etc/rtpengine/rtpengine.conf and open the listeners written there)."""
     return [
-        "ip", "netns", "exec", netns,
+        *(["ip", "netns", "exec", netns] if netns else []),
         "rtpengine", "--config-file=none", "--foreground", "--table=-1",
-        *(f"--interface={name}/{address}" for name, address in INTERFACES.items()),
-        f"--listen-ng=127.0.0.1:{NG_PORT}",
+        *(f"--interface={name}/{address}" for name, address in interfaces.items()),
+        f"--listen-ng=127.0.0.1:{ng_port}",
         f"--port-min={PORTS[0]}", f"--port-max={PORTS[1]}",
         "--log-stderr", "--log-level=6", "--delete-delay=0",
     ]  # fmt: skip
 
 
-def start(netns: str, logfile: Path, timeout: float = 10.0) -> int:
+def start(
+    netns: str | None,
+    logfile: Path,
+    interfaces: dict[str, str] = INTERFACES,
+    ng_port: int = NG_PORT,
+    timeout: float = 10.0,
+) -> int:
     """Start the relay; return its PID once its control port answers."""
     if not Path("/usr/bin/rtpengine").exists():
         raise RelayError("rtpengine is not installed: run `make deps` (rtpengine-daemon).")
     with logfile.open("ab") as log:
         proc = subprocess.Popen(
-            command(netns),
+            command(netns, interfaces, ng_port),
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -68,16 +90,21 @@ def start(netns: str, logfile: Path, timeout: float = 10.0) -> int:
         if proc.poll() is not None:
             tail = logfile.read_text(errors="replace")[-1500:]
             raise RelayError(f"rtpengine exited with {proc.returncode}:\n{tail}")
-        if _listening(netns):
+        if _listening(netns, ng_port):
             return proc.pid
         time.sleep(0.05)
     stop(proc.pid)
     raise RelayError(f"rtpengine did not open its control port within {timeout:.0f} s")
 
 
-def _listening(netns: str) -> bool:
+def _listening(netns: str | None, ng_port: int) -> bool:
     done = subprocess.run(
-        ["ip", "netns", "exec", netns, "ss", "-Hlun", f"src 127.0.0.1:{NG_PORT}"],
+        [
+            *(["ip", "netns", "exec", netns] if netns else []),
+            "ss",
+            "-Hlun",
+            f"src 127.0.0.1:{ng_port}",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -85,7 +85,14 @@ class GuardphoneApp(QObject):
         call_id = line.get("call_id")
         if name == "incoming" and call_id is not None:
             self._ring(line)
-        elif name in ("ringing", "call_established", "call_ended", "call_failed"):
+        elif name in (
+            "ringing",
+            "call_established",
+            "media_silent",
+            "media_restored",
+            "call_ended",
+            "call_failed",
+        ):
             window = self._window_for(line)
             if window is None:
                 return

@@ -87,6 +87,8 @@ class CallWindow(QWidget):
         self.address.setObjectName("subtle")
         self.state = QLabel("Calling…")
         self.clock = QLabel("")
+        self.silence = self._silence_banner()
+        self._silent: dict[str, str] = {}
         self.security = QLabel("Waiting for the call to connect…")
         self.security.setObjectName("security")
         self.security.setWordWrap(True)
@@ -111,6 +113,7 @@ class CallWindow(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.address)
         layout.addLayout(head)
+        layout.addWidget(self.silence)
         layout.addLayout(controls)
         layout.addWidget(self.keypad)
         layout.addWidget(self.hangup_button)
@@ -124,6 +127,14 @@ class CallWindow(QWidget):
         self._tick.setInterval(1000)
         self._tick.timeout.connect(self._update_clock)
         self.setMinimumWidth(460)
+
+    def _silence_banner(self) -> QLabel:
+        """Says in words which way a call carries no audio (agent.silence); hidden otherwise."""
+        banner = QLabel("")
+        banner.setObjectName("media_silent")
+        banner.setWordWrap(True)
+        banner.hide()
+        return banner
 
     def _keypad(self) -> QWidget:
         """DTMF keys (RFC 4733 events inside the SRTP stream), hidden until asked for."""
@@ -157,7 +168,15 @@ class CallWindow(QWidget):
                 # One fact per line: signaling, media, path.
                 self.security.setText(security_text.replace(" · ", "\n"))
                 self.adjustSize()
+        elif name == "media_silent":
+            self._silent[str(line.get("direction"))] = str(line.get("reason", "No audio."))
+            self._show_silence()
+        elif name == "media_restored":
+            self._silent.pop(str(line.get("direction")), None)
+            self._show_silence()
         elif name in ("call_ended", "call_failed"):
+            self._silent.clear()
+            self._show_silence()
             self._tick.stop()
             self.state.setText("Call ended" if name == "call_ended" else "Call failed")
             if line.get("reason"):
@@ -165,6 +184,11 @@ class CallWindow(QWidget):
             for button in (self.mute_button, self.hold_button, self.hangup_button):
                 button.setEnabled(False)
             QTimer.singleShot(4000, self.close)
+
+    def _show_silence(self) -> None:
+        self.silence.setText("\n".join(self._silent[d] for d in sorted(self._silent)))
+        self.silence.setVisible(bool(self._silent))
+        self.adjustSize()
 
     def _muted(self, on: bool) -> None:
         self.mute_button.setText("Unmute" if on else "Mute")

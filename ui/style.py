@@ -19,6 +19,8 @@ QLabel#badge_internal {{ color: white; background: {GREEN}; border-radius: 4px;
                          padding: 3px 8px; }}
 QLabel#badge_external {{ color: white; background: {AMBER}; border-radius: 4px;
                          padding: 3px 8px; }}
+QLabel#media_silent {{ color: white; background: {RED}; border-radius: 4px; padding: 6px;
+                      font-weight: 600; }}
 QLabel#check {{ font-weight: 600; }}
 QLabel#check_failed {{ font-weight: 700; color: {RED}; }}
 QLabel#fix {{ color: {BLUE}; }}

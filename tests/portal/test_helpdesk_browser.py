@@ -66,6 +66,16 @@ def test_helpdesk_finds_why_alice_cannot_call_and_an_admin_suspends(
             os=schemas.OsFacts(name="Debian GNU/Linux", version="12", pending_security_updates=0),
             disk=schemas.DiskFacts(root_encrypted=True, home_encrypted=True),
             sip=schemas.SipFacts(registered=False, reason_code="tunnel_down"),
+            # Her last call, from the hotel, carried nothing back to her.
+            last_call=schemas.CallFacts(
+                path="sbc_mtls",
+                sent_to="192.0.2.1:30000",
+                ended_at=dt.datetime.now(dt.UTC).isoformat(),
+                duration_s=14.2,
+                loss_percent=100.0,
+                mos=1.0,
+                media_silent=["in"],
+            ),
             checks=[
                 schemas.CheckFacts(name="Device certificate", result="pass", observed="Valid."),
                 schemas.CheckFacts(
@@ -109,7 +119,10 @@ def test_helpdesk_finds_why_alice_cannot_call_and_an_admin_suspends(
         "cell => getComputedStyle(cell).backgroundColor"
     )
     assert colour == "rgb(252, 232, 230)"  # highlighted, as a person sees it
-    page.screenshot(path=SCREENSHOTS / "helpdesk-device.png")
+    last_call = page.inner_text("#last-call")
+    assert "the user could not hear the other side" in last_call
+    assert "1.0 (bad)" in last_call and "192.0.2.1:30000 over mutual TLS" in last_call
+    page.screenshot(path=SCREENSHOTS / "helpdesk-device.png", full_page=True)
 
     with page.expect_navigation():
         page.get_by_role("button", name="Suspend calls").click()

@@ -4,6 +4,8 @@ window, and what the in-call window says about the live call's protection."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -236,3 +238,42 @@ def test_an_emergency_number_is_dialled_even_while_suspended(
     finally:
         guard.resume("test")
         guard.close()
+
+
+def test_the_call_window_says_when_the_other_side_goes_silent_and_when_it_is_back(
+    lab: Any, env: dict[str, str], open_app: Any, qtbot: Any, screenshots: Path
+) -> None:
+    """Bob's laptop freezes mid-call (its process stopped, as a closed lid does): alice's
+    window says in words that she cannot hear him within 3 s, and clears when he is back."""
+    with agent(config_of(lab, "bob"), "answer", "--count", "1", env=env) as bob:
+        bob.wait_for("registered")
+        app = open_app(config_of(lab, "alice"))
+        states: list[dict[str, Any]] = []
+        app.bridge.state.connect(states.append)
+        app.bridge.phone.call("sip:bob@lab.guardphone.test")
+        qtbot.waitUntil(lambda: len(app.calls) == 1, timeout=10000)
+        window = next(iter(app.calls.values()))
+        qtbot.waitUntil(lambda: window.state.text() == "Connected", timeout=10000)
+        bob.wait_for("call_established")
+        qtbot.wait(1000)
+        assert window.silence.isHidden(), "audio flows: nothing to say"
+        os.kill(bob.pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            qtbot.waitUntil(window.silence.isVisible, timeout=4000)
+            noticed = time.monotonic() - frozen
+            save(window, "in-call-silent", screenshots)
+            assert window.silence.text().startswith("You can't hear them")
+            silent = next(s for s in states if s["state"] == "media_silent")
+            assert silent["direction"] == "in"
+            assert noticed < 3.0, f"silence said after {noticed:.1f} s"
+        finally:
+            os.kill(bob.pid, signal.SIGCONT)
+        qtbot.waitUntil(window.silence.isHidden, timeout=3000)
+        assert any(s["state"] == "media_restored" for s in states)
+        window.hangup_button.click()
+        qtbot.waitUntil(lambda: window.state.text().startswith("Call ended"), timeout=5000)
+        ended = next(s for s in states if s["state"] == "call_ended")
+        assert ended["quality"]["silent_s"]["in"] >= 2.0
+        assert ended["quality"]["mos"] is not None
+        assert bob.wait(10) == 0

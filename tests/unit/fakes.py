@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from agent.gate import Observations, SbcSeen
-from agent.sip import AudioDevice, EngineSettings, SipEvent, TlsMaterial
+from agent.sip import AudioDevice, CallQuality, EngineSettings, SipEvent, TlsMaterial
 from tunnel.netwatch import NetEvents
 
 
@@ -37,6 +37,7 @@ class ScriptedEngine:
         self.calls: list[tuple[str, object]] = []
         self.settings: EngineSettings | None = None
         self.next_call_id = 0
+        self.counters: dict[int, CallQuality] = {}  # what quality() answers, set by the test
 
     def start(self, settings: EngineSettings, material: TlsMaterial) -> None:
         self.settings = settings
@@ -78,6 +79,9 @@ class ScriptedEngine:
 
     def poll(self, timeout_s: float) -> list[SipEvent]:
         return self.batches.pop(0) if self.batches else []
+
+    def quality(self, call_id: int) -> CallQuality | None:
+        return self.counters.get(call_id)
 
     def versions(self) -> dict[str, str]:
         return {}

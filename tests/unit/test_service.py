@@ -257,3 +257,20 @@ def test_a_number_inside_a_sip_uri_meets_the_fraud_guard_too(
     assert "call" not in engine.names()  # no INVITE for a premium number, however written
     phone.call("sip:bob@example.com")  # a colleague's address is not a number
     assert ("call", "sip:bob@example.com") in engine.calls
+
+
+def test_the_supervisor_watches_media_while_a_call_is_up(ca_file: Path) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    phone.start()
+    phone.call("sip:bob@example.com")
+    phone.handle(CallMediaActive(0, SRTP))
+    phone.handle(CallStateChanged(0, "confirmed", 200, "OK", "sip:bob@example.com"))
+    engine.counters[0] = CallQuality(50, 50, 0, 1.0, 1.0)
+    for _ in range(40):  # the fake clock moves 0.1 s per reading: a few seconds
+        phone.pump(0)
+    names = [s["state"] for s in states]
+    assert names.count("media_silent") == 2  # nothing moves: neither in nor out
+    assert {s["direction"] for s in states if s["state"] == "media_silent"} == {"in", "out"}
+    report_call = phone.last_call
+    assert report_call is not None and report_call["media_silent"] == ["in", "out"]
