@@ -66,10 +66,17 @@ def _host(address: str) -> str:
     return address.rpartition(":")[0].strip("[]")
 
 
-def quality_facts(quality: CallQuality | None, codec: str | None) -> dict[str, Any] | None:
+def quality_facts(
+    quality: CallQuality | None, codec: str | None, silent_in_share: float = 0.0
+) -> dict[str, Any] | None:
+    """The call's figures. Loss counts what never arrived, seen as gaps in the sequence or,
+    when the stream stopped for a while (agent.silence), as that share of the call: a
+    stream that ends early leaves no gap behind, and would otherwise read 0 %."""
     if quality is None:
         return None
     loss = quality.loss_percent
+    if silent_in_share > 0:
+        loss = max(loss or 0.0, round(min(100.0, 100.0 * silent_in_share), 2))
     return {
         "rx_packets": quality.rx_packets,
         "tx_packets": quality.tx_packets,
@@ -212,8 +219,10 @@ class CallBook:
                 }
             )
             return
-        quality = quality_facts(event.quality, record.media.codec if record.media else None)
         silent_s = self._media.finish(record.call_id, self._clock())
+        share = silent_s.get("in", 0.0) / event.duration_s if event.duration_s > 0 else 0.0
+        codec = record.media.codec if record.media else None
+        quality = quality_facts(event.quality, codec, share)
         if quality is not None:
             quality["silent_s"] = silent_s
         if self.last_call is not None and self.last_call["call_id"] == record.call_id:

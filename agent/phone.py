@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import socket
 import time
 from typing import Any
 
@@ -38,7 +39,20 @@ log = logging.getLogger(__name__)
 CIPHERS = (0xC02B, 0xC02C, 0xC02F, 0xC030)
 DSCP_EF = 46  # media
 DSCP_CS3 = 24  # signaling
-TCP_NODELAY = (6, 1)  # IPPROTO_TCP, TCP_NODELAY: saves a 40 ms delayed-ACK wait per request
+# IPPROTO_TCP, TCP_NODELAY: saves a 40 ms delayed-ACK wait per request.
+TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# Keepalives on the connection to the SBC, more often than home and hotel routers forget an
+# idle connection (the lab's: 30 s; real ones from a few minutes): without them a call to
+# the laptop finds no NAT mapping and never rings. The kernel sends them (the agent does not
+# wake up), and a dead connection (a laptop that slept, a router that rebooted) is found
+# within KEEPALIVE_IDLE_S + 3 x 5 s, after which pjsip reconnects and registers again.
+KEEPALIVE_IDLE_S = 20
+TCP_KEEPALIVE = (
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+)
 STATS_EVERY_S = 0.5
 
 _CALL_STATES = {
@@ -119,7 +133,9 @@ class Pjsua2Engine:
         for cipher in CIPHERS:
             ciphers.append(cipher)
         tls.ciphers = ciphers
-        tls.sockOptParams.sockOpts = pjfacts.sock_opts(pj, (*TCP_NODELAY, 1), settings.bind_ifindex)
+        tls.sockOptParams.sockOpts = pjfacts.sock_opts(
+            pj, (TCP_NODELAY, *TCP_KEEPALIVE), settings.bind_ifindex
+        )
         tls.sockOptIgnoreError = False
         if settings.qos:
             pjfacts.set_dscp(pj, tls.qosParams, DSCP_CS3)
@@ -154,6 +170,11 @@ class Pjsua2Engine:
         acfg.idUri = s.id_uri
         acfg.regConfig.registrarUri = s.registrar_uri
         acfg.regConfig.retryIntervalSec = 30
+        # A lost connection (a NAT that forgot us, a laptop that slept) is re-registered
+        # within 0-3 s, spread so that a fleet behind one SBC restart does not come back at
+        # the same instant; later failures wait retryIntervalSec (pjsua_acc's schedule).
+        acfg.regConfig.firstRetryIntervalSec = 1
+        acfg.regConfig.randomRetryIntervalSec = 2
         acfg.regConfig.timeoutSec = 300
         acfg.sipConfig.transportId = self._transport_id
         proxies = pj.StringVector()

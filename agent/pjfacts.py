@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent.sip import AudioDevice, CallQuality, MediaFacts, TlsFacts
@@ -21,7 +21,7 @@ SUITE = re.compile(r"Crypto-suite:\s*(\S+)")
 TLS_PROTOCOLS = {1: "SSLv2", 2: "SSLv3", 4: "TLSv1", 8: "TLSv1.1", 16: "TLSv1.2", 32: "TLSv1.3"}
 
 
-def sock_opts(pj: Any, extra: tuple[int, int, int], ifindex: int | None) -> Any:
+def sock_opts(pj: Any, extra: Sequence[tuple[int, int, int]], ifindex: int | None) -> Any:
     """Socket options as pjsua2 wants them; SO_BINDTOIFINDEX pins sockets to the path.
 
     Binding to the path's address only chooses the source address; binding to its
@@ -29,7 +29,7 @@ def sock_opts(pj: Any, extra: tuple[int, int, int], ifindex: int | None) -> Any:
     the interface is gone), which pjsip cannot do itself (it has no SO_BINDTODEVICE).
     """
     opts = pj.SockOptVector()
-    wanted = [extra]
+    wanted = list(extra)
     if ifindex is not None:
         wanted.append((SOL_SOCKET, SO_BINDTOIFINDEX, ifindex))
     for level, name, value in wanted:

@@ -148,6 +148,12 @@ def call_failure(code: int, reason: str) -> Reason:
         return Reason("unavailable", "The person you called is not available right now.")
     if code == 603:
         return Reason("declined", "The call was declined.")
+    if code == 503 and "media relay" in reason.lower():
+        return Reason(
+            "media_relay_down",
+            "The company SBC's media relay did not answer, so the call was not connected "
+            "(it would have had no sound). Try again in a minute; if it keeps failing, tell IT.",
+        )
     return Reason("call_failed", f"The call failed ({code} {reason}).")
 
 

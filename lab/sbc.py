@@ -95,8 +95,10 @@ def render_tls_cfg(files: SbcFiles, port: int, impostors: bool = True) -> str:
 # first to where the SIP came from (it latches onto where packets really come from anyway),
 # no ICE, and none of the weak SRTP suites rtpengine offers by default (NULL, F8). The RTP
 # profile is left as offered: a plain-RTP offer stays plain, so the callee refuses it.
+# media-handover: when a NAT maps a phone anew mid-call, the relay follows the new source
+# (only packets that pass SRTP authentication count) instead of sending into the void.
 RELAY_FLAGS = (
-    "replace-origin replace-session-connection SIP-source-address ICE=remove "
+    "replace-origin replace-session-connection SIP-source-address ICE=remove media-handover "
     "SDES-no-NULL_HMAC_SHA1_80 SDES-no-NULL_HMAC_SHA1_32 "
     "SDES-no-F8_128_HMAC_SHA1_80 SDES-no-F8_128_HMAC_SHA1_32"
 )

@@ -89,19 +89,9 @@ class Capture:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        command = ["ip", "netns", "exec", LAPTOP, "tshark", "-q", "-i", NAMES.veth("laptop")]
         self.proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                LAPTOP,
-                "tshark",
-                "-q",
-                "-i",
-                NAMES.veth("laptop"),
-                "-w",
-                str(path),
-            ],
+            [*command, "-w", str(path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -116,27 +106,19 @@ class Capture:
         time.sleep(0.3)
         self.proc.terminate()
         self.proc.wait(10)
+        return [(p, udp, tcp) for p, _, _, udp, tcp in self.fields()]
+
+    def fields(self) -> list[tuple[str, str, str, str, str]]:
+        """(protocol stack, source, destination, udp ports, tcp ports) of each IP packet."""
+        names = ("frame.protocols", "ip.src", "ip.dst", "udp.port", "tcp.port")
+        fields = [arg for name in names for arg in ("-e", name)]
         out = subprocess.run(
-            [
-                "tshark",
-                "-r",
-                str(self.path),
-                "-Y",
-                "ip",
-                "-T",
-                "fields",
-                "-e",
-                "frame.protocols",
-                "-e",
-                "udp.port",
-                "-e",
-                "tcp.port",
-            ],
+            ["tshark", "-r", str(self.path), "-Y", "ip", "-T", "fields", *fields],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        return [tuple(([*line.split("\t"), "", ""])[:3]) for line in out.splitlines()]  # type: ignore[misc]
+        return [tuple(([*line.split("\t"), *[""] * 5])[:5]) for line in out.splitlines()]  # type: ignore[misc]
 
 
 def only_wireguard(packets: list[tuple[str, str, str]]) -> None:

@@ -70,6 +70,11 @@ def test_call_reasons(code: int, expected: str) -> None:
     assert reasons.call_failure(code, "x").code == expected
 
 
+def test_a_relay_that_is_down_is_named_and_other_503s_are_not_blamed_on_it() -> None:
+    assert reasons.call_failure(503, "Media relay unavailable").code == "media_relay_down"
+    assert reasons.call_failure(503, "Service Unavailable").code == "call_failed"
+
+
 def test_no_reason_repeats_pjsip_jargon() -> None:
     event = RegistrationChanged(False, 503, "End of file (PJ_EEOF)", 0, 300)
     text = reasons.registration_failure(event, "s", "alice", None).text

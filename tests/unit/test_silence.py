@@ -76,3 +76,22 @@ def test_call_book_reports_silence_and_the_call_ended_carries_it_with_a_mos() ->
     assert quality["silent_s"]["in"] == 3.0
     assert book.last_call is not None
     assert book.last_call["media_silent"] == ["in"] and book.last_call["mos"] == 1.0
+
+
+def test_a_stream_that_stopped_early_is_loss_not_zero() -> None:
+    """Packets 1..150 arrive, then nothing for the last 6 s of a 9 s call: no gap in the
+    sequence, yet two thirds of the call was not heard."""
+    states: list[dict[str, Any]] = []
+    now = [0.0]
+    book = CallBook(states.append, clock=lambda: now[0])
+    book.placed(0, "sip:bob@lab.test")
+    book.media_active(CallMediaActive(0, SRTP))
+    book.state_changed(CallStateChanged(0, "confirmed", 200, "OK", "sip:bob@lab.test"), None, None)
+    for step in range(91):
+        now[0] = step / 10
+        rx = min(step, 30) * 5  # the stream stops at 3 s
+        book.watch_media({0: CallQuality(rx, step * 5, 0, 1.0, 2.0)}.get, lambda _: False)
+    book.ended(CallEnded(0, 200, "OK", 9.0, CallQuality(150, 450, 0, 1.0, 2.0)))
+    quality = states[-1]["quality"]
+    assert quality["loss_percent"] == 66.67
+    assert quality["mos"] < 2.0
