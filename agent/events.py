@@ -69,6 +69,7 @@ STATE_EVENTS: dict[str, tuple[str, str]] = {
     "call_failed": ("call.failed", "notice"),
     "media_silent": ("call.media_silent", "warning"),
     "media_restored": ("call.media_restored", "notice"),
+    "resumed": ("agent.resumed", "info"),
     "sip.unsolicited": ("sip.unsolicited", "warning"),
     "config.changed": ("config.changed", "notice"),
     "config_rejected": ("config.rejected", "warning"),

@@ -44,14 +44,13 @@ TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 # Keepalives on the connection to the SBC, more often than home and hotel routers forget an
 # idle connection (the lab's: 30 s; real ones from a few minutes): without them a call to
 # the laptop finds no NAT mapping and never rings. The kernel sends them (the agent does not
-# wake up), and a dead connection (a laptop that slept, a router that rebooted) is found
-# within KEEPALIVE_IDLE_S + 3 x 5 s, after which pjsip reconnects and registers again.
+# wake up). pjsip applies at most four socket options and the path's interface binding is
+# one of them, so the probe interval and count stay the kernel's; a connection that died
+# while the laptop slept is renewed on waking (agent.service.ASLEEP_S).
 KEEPALIVE_IDLE_S = 20
 TCP_KEEPALIVE = (
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
 )
 STATS_EVERY_S = 0.5
 
@@ -75,6 +74,7 @@ class Pjsua2Engine:
         self._audio_check = audio_check or AudioCheck()
         self._player: Any = None  # the audio check's file player and recorder, once made
         self._recorder: Any = None
+        self._sockopt_values: list[Any] = []  # see pjfacts.sock_opts: must outlive the transport
         self._ep: Any = None
         self._acc: Any = None
         self._transport_id: int | None = None
@@ -133,7 +133,7 @@ class Pjsua2Engine:
         for cipher in CIPHERS:
             ciphers.append(cipher)
         tls.ciphers = ciphers
-        tls.sockOptParams.sockOpts = pjfacts.sock_opts(
+        tls.sockOptParams.sockOpts, self._sockopt_values = pjfacts.sock_opts(
             pj, (TCP_NODELAY, *TCP_KEEPALIVE), settings.bind_ifindex
         )
         tls.sockOptIgnoreError = False
@@ -207,6 +207,16 @@ class Pjsua2Engine:
         acc.create(acfg, True)
         self._acc = acc
 
+    def reconnect(self) -> None:
+        """Drop the connection to the SBC and register again on a fresh one (after a sleep:
+        the old one may be dead without a word). Calls in progress are re-INVITEd over it."""
+        if self._ep is None:
+            return
+        change = self._pj.IpChangeParam()
+        change.restartListener = False
+        with contextlib.suppress(Exception):  # nothing registered yet: nothing to renew
+            self._ep.handleIpChange(change)
+
     def unregister(self) -> None:
         if self._acc is not None and self._acc.isValid():
             with contextlib.suppress(Exception):
@@ -243,6 +253,7 @@ class Pjsua2Engine:
         ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG if send else pj.PJSUA_DESTROY_NO_NETWORK)
         self._acc = None
         self._transport_id = None
+        self._sockopt_values = []  # the transport is gone: its options' values may go too
         del ep
         gc.collect()  # the Endpoint singleton must be gone before the next start()
 

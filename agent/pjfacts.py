@@ -15,29 +15,44 @@ from typing import Any
 from agent.sip import AudioDevice, CallQuality, MediaFacts, TlsFacts
 
 SOL_SOCKET, SO_BINDTOIFINDEX = 1, 62  # Linux >= 5.0
+PJ_MAX_SOCKOPT_PARAMS = 4  # pj/config.h: pj_sockopt_params holds no more
 
 
 SUITE = re.compile(r"Crypto-suite:\s*(\S+)")
 TLS_PROTOCOLS = {1: "SSLv2", 2: "SSLv3", 4: "TLSv1", 8: "TLSv1.1", 16: "TLSv1.2", 32: "TLSv1.3"}
 
 
-def sock_opts(pj: Any, extra: Sequence[tuple[int, int, int]], ifindex: int | None) -> Any:
-    """Socket options as pjsua2 wants them; SO_BINDTOIFINDEX pins sockets to the path.
+def sock_opts(
+    pj: Any, extra: Sequence[tuple[int, int, int]], ifindex: int | None
+) -> tuple[Any, list[Any]]:
+    """Socket options as pjsua2 wants them, and the objects that hold their values.
 
-    Binding to the path's address only chooses the source address; binding to its
-    interface index makes the kernel refuse to send by any other interface (ENODEV once
-    the interface is gone), which pjsip cannot do itself (it has no SO_BINDTODEVICE).
+    SO_BINDTOIFINDEX pins sockets to the path: binding to the path's address only chooses
+    the source address; binding to its interface index makes the kernel refuse to send by
+    any other interface (ENODEV once the interface is gone), which pjsip cannot do itself
+    (it has no SO_BINDTODEVICE).
+
+    Every copy of a pjsua2 SockOpt (the vector's, the transport config's, pjsip's own
+    setting, applied again at each new connection) points at the value inside the object
+    `setOptValInt` was called on. The caller keeps the returned objects alive for as long
+    as the transport lives: once Python frees them, each option reads whatever reuses the
+    memory (seen: every option took the last one's value, a 3 s keepalive instead of 20 s).
     """
     opts = pj.SockOptVector()
     wanted = list(extra)
     if ifindex is not None:
         wanted.append((SOL_SOCKET, SO_BINDTOIFINDEX, ifindex))
+    if len(wanted) > PJ_MAX_SOCKOPT_PARAMS:
+        # pjsua2 would drop the rest without a word, the path's binding first (it is last).
+        raise ValueError(f"{len(wanted)} socket options; pjsip applies {PJ_MAX_SOCKOPT_PARAMS}")
+    holders = []
     for level, name, value in wanted:
         opt = pj.SockOpt()
         opt.level, opt.optName = level, name
         opt.setOptValInt(value)
         opts.append(opt)
-    return opts
+        holders.append(opt)
+    return opts, holders
 
 
 def set_dscp(pj: Any, qos: Any, dscp: int) -> None:

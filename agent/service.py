@@ -60,6 +60,17 @@ QUIET_S = 2.0
 RECHECK_WG_S = 1.0  # handshake age and peer silence need a look every second
 RECHECK_SBC_S = 30.0
 CONFIG_POLL_S = 1.0  # even when idle and refused, a changed configuration is noticed
+# The pump runs at least every second or two; a gap this long on a clock that counts sleep
+# means the laptop slept (or the process was stopped): the connection to the SBC may be dead
+# without a word (the NAT forgot it, the SBC gave up), so the path is proven again and SIP
+# gets a fresh connection at once instead of after TCP's own minutes-long timeout.
+ASLEEP_S = 10.0
+
+
+def awake_time() -> float:
+    """A clock that keeps counting while the machine sleeps (CLOCK_MONOTONIC does not)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
 
 
 # Refusals decided by policy, not by the path: the path still works, so the agent leaves the
@@ -82,6 +93,7 @@ class Softphone(CallControls, Leaving):
         follower: ConfigFollower | None = None,
         fraud: FraudGuard | None = None,
         orders: Orders | None = None,
+        awake_clock: Callable[[], float] = awake_time,
     ) -> None:
         self.config = config
         self.orders = orders
@@ -98,6 +110,9 @@ class Softphone(CallControls, Leaving):
         self._observer = observer
         self._netwatch = netwatch
         self._clock = clock
+        self._awake_clock = awake_clock
+        self._last_pump_at: float | None = None
+        self._reconnect_after_check = False  # woke from a sleep: see ASLEEP_S
         self._registration = Registration(emit)
         self._calls = CallBook(emit, clock)
         self._auto_answer = False
@@ -238,7 +253,11 @@ class Softphone(CallControls, Leaving):
             return
         self._refusal_shown = ()
         if self._running and verdict.same_route(previous):
+            if self._reconnect_after_check:
+                self._reconnect_after_check = False
+                self._engine.reconnect()
             return
+        self._reconnect_after_check = False  # a new route starts on a new connection anyway
         if self._running:
             self._teardown("path_changed", "The protected path changed: reconnecting.")
         assert self._material is not None and verdict.server is not None
@@ -327,6 +346,7 @@ class Softphone(CallControls, Leaving):
 
     def pump(self, timeout_s: float = IDLE_POLL_S) -> None:
         """Wait for SIP or network events (at most `timeout_s`) and act on them."""
+        self._notice_sleep()
         net = NetEvents()
         if self._running:
             events = self._sip_events(timeout_s)
@@ -355,6 +375,17 @@ class Softphone(CallControls, Leaving):
         if net.changed or self._probe_again or self._clock() - self._last_check >= self._recheck_s:
             self._last_check = self._clock()  # one request per interval, even if it runs late
             self.request_check(net.changed)
+
+    def _notice_sleep(self) -> None:
+        now = self._awake_clock()
+        slept = None if self._last_pump_at is None else now - self._last_pump_at
+        self._last_pump_at = now
+        if slept is None or slept < ASLEEP_S or not self._running:
+            return
+        log.info("awake after %.0f s: proving the path, then a fresh SBC connection", slept)
+        self._emit({"state": "resumed", "slept_s": round(slept, 1)})
+        self._probe_again = True
+        self._reconnect_after_check = True
 
     def _follow_config(self) -> None:
         assert self._follower is not None

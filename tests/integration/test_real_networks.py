@@ -41,6 +41,7 @@ __all__ = ["shared_netlab"]  # the fixture, used by name
 
 BOB_URI, ALICE_URI = "sip:bob@lab.guardphone.test", "sip:alice@lab.guardphone.test"
 HOMEGW, HOME = NAMES.ns("homegw"), NAMES.ns("home")
+SLEEP_S = float(os.environ.get("GUARDPHONE_TEST_SLEEP_S", "120"))  # the two minutes
 
 
 def nft(ns: str, script: str) -> None:
@@ -100,8 +101,8 @@ def test_a_router_that_drops_the_media_is_said_on_the_side_that_hears_nothing(
         calling = in_ns(desk_ns, desk_cfg, "call", ALICE_URI, "--hangup-after", "9", env=env)
         try:
             alice.wait_for("call_established", timeout=15)
-            time.sleep(1.5)
-            assert first(alice.lines, "media_silent") is None, "audio flows: nothing to say"
+            with pytest.raises(AssertionError, match="no 'media_silent'"):
+                alice.wait_for("media_silent", timeout=1.5)  # audio flows: nothing to say
             drop = (
                 "  chain forward {\n    type filter hook forward priority -10;\n"
                 f'    iifname "{NAMES.veth("homegw")}" udp sport {relay.PORTS[0]}-{relay.PORTS[1]}'
@@ -120,7 +121,7 @@ def test_a_router_that_drops_the_media_is_said_on_the_side_that_hears_nothing(
     finally:
         alice.stop()
     assert silent["direction"] == "in" and silent["reason"].startswith("You can't hear them")
-    assert t(silent) - dropped_at < 3.0, f"said {t(silent) - dropped_at:.1f} s after the drop"
+    assert 0 < t(silent) - dropped_at < 3.0, f"said {t(silent) - dropped_at:.1f} s after the drop"
     assert t(restored) - back_at < 2.0
     # bob kept hearing alice (her media still reached the SBC): nothing is said on his side.
     assert first(calling.lines, "media_silent", direction="in") is None, calling.lines
@@ -146,7 +147,8 @@ def test_a_relay_that_is_down_fails_the_call_with_a_reason_and_never_rings(
         failed = first(lines, "call_failed")
         assert failed is not None and failed["code"] == "media_relay_down", lines
         assert "media relay" in failed["reason"] and first(lines, "call_established") is None
-        assert first(answering.lines, "incoming") is None, "bob's phone must not ring"
+        with pytest.raises(AssertionError, match="no 'incoming'"):
+            answering.wait_for("incoming", timeout=0.5)  # bob's phone must not ring
         assert took < 15, f"the caller waited {took:.0f} s for the failure"
         # Back up, the next call works (the SBC asks the relay again within 2 s).
         time.sleep(2.5)
@@ -245,16 +247,14 @@ def test_a_laptop_that_slept_registers_again_and_rings_within_seconds(
         os.kill(alice.pid, signal.SIGSTOP)
         try:
             with nft_table(home_ns, "asleep", asleep):
-                time.sleep(120)
+                time.sleep(SLEEP_S)
                 flush_conntrack(HOMEGW)
         finally:
             os.kill(alice.pid, signal.SIGCONT)
         woke = time.time()
-        deadline = time.monotonic() + 15
-        while sum(1 for x in alice.lines if x["state"] == "registered") < 2:
-            assert time.monotonic() < deadline, f"not registered again: {alice.lines[-5:]}"
-            time.sleep(0.1)
-        again = [x for x in alice.lines if x["state"] == "registered"][-1]
+        resumed = alice.wait_for("resumed", timeout=10)
+        assert resumed["slept_s"] >= SLEEP_S - 10
+        again = alice.wait_for("registered", timeout=15)
         lines = run_in_ns(desk_ns, desk_cfg, "call", ALICE_URI, "--hangup-after", "1", env=env)
         incoming = alice.wait_for("incoming", timeout=10)
         assert first(lines, "call_established") is not None, lines

@@ -49,6 +49,9 @@ class ScriptedEngine:
     def unregister(self) -> None:
         self.calls.append(("unregister", None))
 
+    def reconnect(self) -> None:
+        self.calls.append(("reconnect", None))
+
     def call(self, uri: str) -> int:
         self.calls.append(("call", uri))
         return self.next_call_id

@@ -274,3 +274,24 @@ def test_the_supervisor_watches_media_while_a_call_is_up(ca_file: Path) -> None:
     assert {s["direction"] for s in states if s["state"] == "media_silent"} == {"in", "out"}
     report_call = phone.last_call
     assert report_call is not None and report_call["media_silent"] == ["in", "out"]
+
+
+def test_waking_from_a_sleep_proves_the_path_then_renews_the_sbc_connection(
+    ca_file: Path,
+) -> None:
+    engine = ScriptedEngine(REGISTERED)
+    phone, states = make(ca_file, engine)
+    awake = [1000.0]
+    phone._awake_clock = lambda: awake[0]
+    phone.start()
+    phone.pump(0)
+    assert "reconnect" not in engine.names()
+    awake[0] += 3.0  # a slow pump is not a sleep
+    phone.pump(0)
+    assert "reconnect" not in engine.names()
+    probes = phone._observer.probes  # type: ignore[union-attr]
+    awake[0] += 120.0  # the lid was closed for two minutes
+    phone.pump(0)
+    assert any(s["state"] == "resumed" and s["slept_s"] == 120.0 for s in states)
+    assert phone._observer.probes == probes + 1, "the SBC is probed again first"  # type: ignore[union-attr]
+    assert engine.names().count("reconnect") == 1 and engine.names()[-1] == "reconnect"
