@@ -64,6 +64,7 @@ def command(
         f"--listen-ng=127.0.0.1:{ng_port}",
         f"--port-min={PORTS[0]}", f"--port-max={PORTS[1]}",
         "--log-stderr", "--log-level=6", "--delete-delay=0",
+        "--tos=184",  # EF on what it relays, as a carrier SBC marks voice
     ]  # fmt: skip
 
 

@@ -61,12 +61,13 @@ class Heard:
         return self.with_tone / self.blocks if self.blocks else 0.0
 
 
-def heard(path: Path, hz: float, after_s: float = 0.0) -> Heard:
-    """Judge a recording for `hz` from `after_s` on: a block counts when the tone is within
-    30 dB of full scale (silence, noise, or the listener's own tone sent back instead are
-    50 dB and more below)."""
+def heard(path: Path, hz: float, after_s: float = 0.0, until_s: float | None = None) -> Heard:
+    """Judge a recording for `hz` from `after_s` on (until `until_s`, or its end): a block
+    counts when the tone is within 30 dB of full scale (silence, noise, or the listener's
+    own tone sent back instead are 50 dB and more below)."""
     everything, rate = samples(path)
-    data = everything[int(after_s * rate) :]
+    end = len(everything) if until_s is None else int(until_s * rate)
+    data = everything[int(after_s * rate) : end]
     size = rate // 10
     blocks = [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
     full_scale = (32768 / 2) ** 2  # power of a full-scale sine under _power's normalisation

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lab import relay
 from tests.services import agent, run_agent
 
 pytestmark = [pytest.mark.kamailio, pytest.mark.keychain]
@@ -66,7 +67,7 @@ def test_signaling_is_cs3_and_media_is_ef(lab: Any, env: dict[str, str], tmp_pat
         dscp, tcp_dst, udp_dst, tcp_len = ([*line.split("\t"), "", "", "", ""])[:4]
         if tcp_dst == str(lab.port) and tcp_len not in ("", "0"):
             to_sbc[int(dscp)] += 1  # data the agents sent to the SBC (not bare ACKs)
-        elif udp_dst:
-            media[int(dscp)] += 1
+        elif udp_dst and relay.PORTS[0] <= int(udp_dst) <= relay.PORTS[1]:
+            media[int(dscp)] += 1  # what the agents sent to the SBC's media relay
     assert to_sbc and set(to_sbc) == {DSCP_CS3}, to_sbc
     assert sum(media.values()) > 50 and set(media) == {DSCP_EF}, media

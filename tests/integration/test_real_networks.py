@@ -191,13 +191,17 @@ def test_a_nat_that_rebinds_mid_call_loses_the_audio_for_under_two_seconds(
         finally:
             calling.stop()
             masquerade(HOMEGW, wan)
-        assert answering.wait(15) == 0, answering.output_tail()
+        # Not asserted: bob's end of the call. alice's hang-up is the first SIP she sends
+        # after the rebinding, on a connection the NAT no longer maps; the SBC resets it and
+        # that BYE is lost (the connection is renewed at the next keepalive, <= 20 s).
     finally:
         answering.stop()
     after = rebound_at - t(established) + 2.0
+    until = 9.0 - 0.5  # alice hangs up at 9 s (bob's end may run on: see above)
     for who, path, tone in (("alice", heard_by_a, "callee"), ("bob", heard_by_b, "caller")):
-        got = heard(path, TONES[tone], after_s=after)
-        assert got.seconds >= 3, f"{who}'s recording after the rebinding is {got.seconds} s"
+        got = heard(path, TONES[tone], after_s=after, until_s=until)
+        assert got.seconds >= until, f"{who}'s recording is {got.seconds} s"
+        assert got.blocks >= 25, f"{who}: only {got.blocks} blocks to judge after the rebinding"
         assert got.share >= 0.9, f"{who} did not hear the other side after the rebinding: {got}"
 
 
