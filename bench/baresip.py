@@ -36,10 +36,33 @@ def version() -> str:
     return first[0].split()[1] if first else "unknown"
 
 
+_handed_out: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free for TCP and UDP, with the next one free for TCP too (baresip's
+    sip_listen takes UDP and TCP on it and TLS on the next), not handed out before in this
+    process (ports are chosen before baresip binds them: two picks must not collide)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port in _handed_out or port + 1 in _handed_out or not _bindable(port):
+            continue
+        _handed_out.update((port, port + 1))
+        return port
+    raise RuntimeError("no free loopback port for baresip")
+
+
+def _bindable(port: int) -> bool:
+    wanted = ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port), (socket.SOCK_STREAM, port + 1))
+    try:
+        for kind, number in wanted:
+            with socket.socket(socket.AF_INET, kind) as probe:
+                probe.bind(("127.0.0.1", number))
+    except OSError:
+        return False
+    return True
 
 
 class Baresip:
