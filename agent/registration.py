@@ -17,6 +17,9 @@ class Registration:
         self.registered = False
         self.tls: TlsFacts | None = None
         self.failure: Reason | None = None
+        # Set while the agent renews the connection itself (after a sleep): its closing is
+        # then said as that, not as a failure of the SBC.
+        self.renewing = False
 
     def on_transport(self, event: TransportChanged, server: str) -> bool:
         """True when a registered connection to the SBC was lost."""
@@ -30,6 +33,8 @@ class Registration:
         if event.connected:
             return False
         reason = reasons.transport_failure(event, server, tls_seen=self.tls is not None)
+        if self.renewing:
+            reason = Reason("renewing", "Renewing the connection to the SBC after a sleep.")
         if self.registered:
             self.registered = False
             self._emit({"state": "unregistered", **reason.as_dict()})
@@ -49,6 +54,7 @@ class Registration:
         path: str | None,
     ) -> None:
         if event.registered:
+            self.renewing = False
             if not self.registered:
                 self.registered = True
                 self._emit(

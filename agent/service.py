@@ -255,6 +255,7 @@ class Softphone(CallControls, Leaving):
         if self._running and verdict.same_route(previous):
             if self._reconnect_after_check:
                 self._reconnect_after_check = False
+                self._registration.renewing = True
                 self._engine.reconnect()
             return
         self._reconnect_after_check = False  # a new route starts on a new connection anyway

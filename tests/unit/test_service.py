@@ -295,3 +295,8 @@ def test_waking_from_a_sleep_proves_the_path_then_renews_the_sbc_connection(
     assert any(s["state"] == "resumed" and s["slept_s"] == 120.0 for s in states)
     assert phone._observer.probes == probes + 1, "the SBC is probed again first"  # type: ignore[union-attr]
     assert engine.names().count("reconnect") == 1 and engine.names()[-1] == "reconnect"
+    # The connection pjsip closes for the renewal is said as that, not as an SBC failure.
+    phone.handle(TransportChanged(False, None, 70014, "Operation cancelled (PJ_ECANCELLED)"))
+    assert states[-1]["state"] == "unregistered" and states[-1]["code"] == "renewing"
+    phone.handle(RegistrationChanged(True, 200, "OK", 0, 300))
+    assert states[-1]["state"] == "registered" and not phone._registration.renewing
