@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from agent import pjcall, pjfacts
+from agent.pjaudio import AudioEnds
 from agent.sip import (
     AudioCheck,
     AudioDevice,
@@ -71,9 +72,7 @@ class Pjsua2Engine:
         import pjsua2
 
         self._pj: Any = pjsua2
-        self._audio_check = audio_check or AudioCheck()
-        self._player: Any = None  # the audio check's file player and recorder, once made
-        self._recorder: Any = None
+        self._audio = AudioEnds(self._pj, audio_check or AudioCheck())
         self._sockopt_values: list[Any] = []  # see pjfacts.sock_opts: must outlive the transport
         self._ep: Any = None
         self._acc: Any = None
@@ -238,8 +237,7 @@ class Pjsua2Engine:
             with contextlib.suppress(Exception):
                 ep.hangupAllCalls()
         self._calls.clear()
-        # The recorder writes its WAV header when destroyed: before libDestroy, or never.
-        self._player = self._recorder = None
+        self._audio.close()  # before libDestroy (the recorder's WAV header)
         self._clock_running = False
         self._quality.clear()
         self._stats_at.clear()
@@ -467,27 +465,8 @@ class Pjsua2Engine:
             if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
             self._clock_for_calls(active=True)
-            aud = c.getAudioMedia(i)
-            aud.startTransmit(self._ep.audDevManager().getPlaybackDevMedia())
-            self._source().startTransmit(aud)
-            if self._audio_check.record is not None:
-                aud.startTransmit(self._sink())
+            self._audio.connect(c.getAudioMedia(i), self._ep.audDevManager())
             self._events.append(CallMediaActive(int(info.id), pjfacts.media_facts(pj, c, i)))
-
-    def _source(self) -> Any:
-        """What the call hears from us: the microphone, or the audio check's file."""
-        if self._audio_check.play is None:
-            return self._ep.audDevManager().getCaptureDevMedia()
-        if self._player is None:
-            self._player = self._pj.AudioMediaPlayer()
-            self._player.createPlayer(str(self._audio_check.play))  # loops
-        return self._player
-
-    def _sink(self) -> Any:
-        if self._recorder is None:
-            self._recorder = self._pj.AudioMediaRecorder()
-            self._recorder.createRecorder(str(self._audio_check.record))
-        return self._recorder
 
     def _clock_for_calls(self, active: bool = False) -> None:
         """Null audio: the bridge's clock (the null device) runs only while calls exist."""

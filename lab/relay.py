@@ -11,15 +11,11 @@ Started and stopped by PID, its command line built as data.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from lab import net, sbc
+from lab import daemons, net, sbc
 
 NG_PORT = 2223  # rtpengine's control protocol, on the office namespace's own loopback
 PORTS = (30000, 30999)
@@ -78,24 +74,8 @@ def start(
     """Start the relay; return its PID once its control port answers."""
     if not Path("/usr/bin/rtpengine").exists():
         raise RelayError("rtpengine is not installed: run `make deps` (rtpengine-daemon).")
-    with logfile.open("ab") as log:
-        proc = subprocess.Popen(
-            command(netns, interfaces, ng_port),
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = logfile.read_text(errors="replace")[-1500:]
-            raise RelayError(f"rtpengine exited with {proc.returncode}:\n{tail}")
-        if _listening(netns, ng_port):
-            return proc.pid
-        time.sleep(0.05)
-    stop(proc.pid)
-    raise RelayError(f"rtpengine did not open its control port within {timeout:.0f} s")
+    argv = command(netns, interfaces, ng_port)
+    return daemons.launch(argv, logfile, lambda: _listening(netns, ng_port), "rtpengine", timeout)
 
 
 def _listening(netns: str | None, ng_port: int) -> bool:
@@ -115,19 +95,7 @@ def _listening(netns: str | None, ng_port: int) -> bool:
 
 def stop(pid: int, timeout: float = 5.0) -> bool:
     """Stop the relay with this PID, only if it is an rtpengine. True if it was running."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    if not any(arg.endswith(b"rtpengine") for arg in daemons.cmdline(pid)[:6]):
         return False
-    if not any(arg.endswith(b"rtpengine") for arg in argv[:6]):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not sbc.process_alive(pid):
-            return True
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    daemons.stop_group(pid, timeout)
     return True

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import signal
 import socket
 import subprocess
 import sysconfig
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from lab import daemons
+from lab.daemons import LabError
+
+__all__ = ["LabError"]  # raised here and by the other lab modules; callers catch sbc.LabError
 
 # Every listener of the lab SBC; the addresses stand for different servers a device might meet.
 GOOD = "127.0.0.1"  # the real SBC: lab CA, name matches
@@ -21,10 +23,6 @@ EXPIRED = "127.0.0.3"  # lab CA, but the certificate has expired
 ROGUE = "127.0.0.4"  # a server whose certificate comes from another CA
 
 CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
-
-
-class LabError(RuntimeError):
-    """The lab could not be started or stopped; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -168,38 +166,23 @@ def start(
     openssl_conf = cfg.with_name("openssl-sbc.cnf")
     openssl_conf.write_text(OPENSSL_NO_TICKETS)
     env = {**os.environ, "OPENSSL_CONF": str(openssl_conf)}
-    with logfile.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                *prefix,
-                "/usr/sbin/kamailio",
-                "-f",
-                str(cfg),
-                "-P",
-                str(pidfile),
-                "-DD",
-                "-E",
-                "-m",
-                "64",
-                "-M",
-                "8",
-            ],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = logfile.read_text(errors="replace")[-2000:]
-            raise LabError(f"Kamailio exited with {proc.returncode}:\n{tail}")
-        if _listening(probe_host, port, netns):
-            return proc.pid
-        time.sleep(0.05)
-    stop(proc.pid, cfg)
-    raise LabError(f"Kamailio did not listen on {probe_host}:{port} within {timeout:.0f} s")
+    argv = [
+        *prefix,
+        "/usr/sbin/kamailio",
+        "-f",
+        str(cfg),
+        "-P",
+        str(pidfile),
+        "-DD",
+        "-E",
+        "-m",
+        "64",
+        "-M",
+        "8",
+    ]
+    return daemons.launch(
+        argv, logfile, lambda: _listening(probe_host, port, netns), "Kamailio", timeout, env
+    )
 
 
 def _listening(host: str, port: int, netns: str | None = None) -> bool:
@@ -222,29 +205,10 @@ def stop(pid: int, cfg: Path, timeout: float = 5.0) -> bool:
     """Stop the Kamailio with this PID, but only if it runs our config. True if it was running."""
     if not _is_ours(pid, cfg):
         return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.05)
-    os.killpg(pid, signal.SIGKILL)
+    daemons.stop_group(pid, timeout)
     return True
 
 
-def process_alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _is_ours(pid: int, cfg: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return bool(cmdline) and cmdline[0].endswith(b"kamailio") and str(cfg).encode() in cmdline
+    argv = daemons.cmdline(pid)
+    return bool(argv) and argv[0].endswith(b"kamailio") and str(cfg).encode() in argv

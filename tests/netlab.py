@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,13 @@ from lab import lab as lab_mod
 from lab import net, sbc
 from tests.services import GUARDPHONE, AgentProcess, free_port
 
+# What every test on the lab network needs: namespaces (root), Kamailio and the keychain.
+NETLAB_MARKS = [
+    pytest.mark.root,
+    pytest.mark.kamailio,
+    pytest.mark.keychain,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
+]
 PREFIX = "gt"
 NAMES = net.Names(PREFIX)
 LAPTOP, OFFICE, DESK = NAMES.ns("laptop"), NAMES.ns("office"), NAMES.ns("desk")

@@ -14,7 +14,6 @@ relay's address on the network that side reaches the SBC by, and nowhere else.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,9 @@ import pytest
 
 from lab import net
 from tests.audio import TONES, heard, write_tone
-from tests.netlab import in_ns, namespace_of, run_in_ns, shared_netlab, user_config
+from tests.netlab import NETLAB_MARKS, in_ns, namespace_of, run_in_ns, shared_netlab, user_config
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.kamailio,
-    pytest.mark.keychain,
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
-]
+pytestmark = NETLAB_MARKS
 __all__ = ["shared_netlab"]  # the fixture, used by name
 
 HOLD_S = 5.0

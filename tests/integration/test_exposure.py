@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from lab import net
-from tests.netlab import LAPTOP, NAMES, in_ns, netlab, user_config
+from tests.netlab import LAPTOP, NAMES, NETLAB_MARKS, in_ns, netlab, user_config
 
 __all__ = ["netlab"]  # the fixture, used by name
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.kamailio,
-    pytest.mark.keychain,
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
-]
+pytestmark = NETLAB_MARKS
 
 
 def test_hotel_neighbour_gets_no_sip_and_an_inside_caller_never_rings(

@@ -7,20 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from lab import net
-from tests.netlab import netlab
+from tests.netlab import NETLAB_MARKS, netlab
 from tests.services import GUARDPHONE
 
 __all__ = ["netlab"]  # the fixture, used by name
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.kamailio,
-    pytest.mark.keychain,
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
-]
+pytestmark = NETLAB_MARKS
 
 
 def test_net_down_cleans_up_by_name_after_a_crash(tmp_path: Path) -> None:

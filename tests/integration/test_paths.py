@@ -7,19 +7,17 @@ laptop's internet-side veth shows what really left the laptop.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from lab import net
 from tests.netlab import (
     DESK,
     LAPTOP,
     NAMES,
+    NETLAB_MARKS,
     OFFICE,
     WG_LAPTOP,
     Capture,
@@ -31,12 +29,7 @@ from tests.netlab import (
     user_config,
 )
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.kamailio,
-    pytest.mark.keychain,
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
-]
+pytestmark = NETLAB_MARKS
 __all__ = ["netlab"]  # the fixture, used by name
 
 

@@ -22,6 +22,7 @@ from lab import net, relay
 from tests.audio import TONES, heard, write_tone
 from tests.netlab import (
     NAMES,
+    NETLAB_MARKS,
     Capture,
     in_ns,
     namespace_of,
@@ -31,12 +32,7 @@ from tests.netlab import (
     user_config,
 )
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.kamailio,
-    pytest.mark.keychain,
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
-]
+pytestmark = NETLAB_MARKS
 __all__ = ["shared_netlab"]  # the fixture, used by name
 
 BOB_URI, ALICE_URI = "sip:bob@lab.guardphone.test", "sip:alice@lab.guardphone.test"
