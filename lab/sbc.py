@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 from lab import daemons
-from lab.daemons import LabError
 
-__all__ = ["LabError"]  # raised here and by the other lab modules; callers catch sbc.LabError
+LabError = daemons.LabError  # what lab callers catch as sbc.LabError, wherever it is raised
 
 # Every listener of the lab SBC; the addresses stand for different servers a device might meet.
 GOOD = "127.0.0.1"  # the real SBC: lab CA, name matches
